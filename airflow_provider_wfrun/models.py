@@ -1,0 +1,143 @@
+"""
+The normalized run model shared by every platform.
+
+Each platform reports a run in its own words and units (GPTBots milliseconds and credits, Dify Unix
+seconds and tokens, chenyu ISO strings and CNY as numbers or 8-decimal strings). The adapters in
+:mod:`airflow_provider_wfrun.platforms` translate those into :class:`WorkflowRun`, so hooks, triggers,
+operators and users only ever see one shape: timestamps are tz-aware UTC, durations are seconds and
+money is an exact :class:`~decimal.Decimal`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
+
+#: Exact money. JSON renders it as fixed-point text (``"0.00000000"``, never ``"0E-8"``) so no digit is lost.
+Money = Annotated[Decimal, PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")]
+
+
+class RunStatus(str, Enum):
+    """Lifecycle of a run, common to all platforms."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_SUCCEEDED = "partially_succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    #: A status word this provider does not know yet; the word itself is kept in
+    #: ``WorkflowRun.platform_status``. Never terminal, so waiting goes on rather than guessing.
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def is_success(self) -> bool:
+        return self is RunStatus.SUCCEEDED
+
+
+_TERMINAL = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.PARTIALLY_SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RunCost(_Model):
+    """
+    What a run cost.
+
+    ``currency`` is an ISO code for money (chenyu: ``CNY``, Dify node prices: e.g. ``USD``) or
+    ``"credits"`` for GPTBots, whose ``totalCost`` is not money.
+    """
+
+    total: Money | None = None
+    compute: Money | None = None
+    external: Money | None = None
+    currency: str | None = None
+    tokens: int | None = None
+
+
+class RunSettlement(_Model):
+    """Billing settlement of a finished run (chenyu pre-charges a quote and refunds the difference)."""
+
+    quote: Money | None = None
+    final: Money | None = None
+    released: Money | None = None
+    currency: str | None = None
+    status: str | None = None
+
+
+class RunError(_Model):
+    """Why a run did not succeed, in the platform's own words."""
+
+    reason: str
+    detail: str | None = None
+    code: str | None = None
+
+
+class RunLogEntry(_Model):
+    """One line of a platform's run log (chenyu reports these while a run executes)."""
+
+    at: datetime | None = None
+    level: str | None = None
+    message: str = ""
+    event_type: str | None = None
+    node_id: str | None = None
+
+
+class WorkflowRun(_Model):
+    """One run on one platform, normalized."""
+
+    platform: str
+    run_id: str
+    workflow_id: str | None = None
+    #: A second handle some platforms need besides ``run_id`` (Dify stops a run by its task id).
+    task_id: str | None = None
+    status: RunStatus
+    #: The platform's own status word, kept verbatim (``SUCCEED``, ``partial-succeeded``, ...).
+    platform_status: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    cost: RunCost = Field(default_factory=RunCost)
+    settlement: RunSettlement | None = None
+    error: RunError | None = None
+    progress: float | None = None
+    queue_position: int | None = None
+    eta_seconds: float | None = None
+    logs: tuple[RunLogEntry, ...] = ()
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def result_dict(self) -> dict[str, Any]:
+        """
+        The small, JSON-serializable summary operators and sensors return to XCom.
+
+        Money is rendered as decimal strings so that ``0.00028780`` stays exactly that downstream.
+        """
+        return {
+            "run_id": self.run_id,
+            "platform": self.platform,
+            "workflow_id": self.workflow_id,
+            "status": self.status.value,
+            "outputs": self.outputs,
+            "cost": self.cost.model_dump(mode="json"),
+            "duration_seconds": self.duration_seconds,
+        }

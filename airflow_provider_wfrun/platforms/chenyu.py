@@ -1,0 +1,278 @@
+"""
+chenyu.cn (晨羽智云) Open API v2 workflow runs.
+
+Every answer is an envelope ``{"code": 0, "msg", "data"}``; a non-zero ``code`` is an error even with
+HTTP 200. Submit requires an ``idempotency_key`` and the platform returns the same run for the same key,
+so retrying a submit can never start a second run. ``/workflow/run/execution`` is the poll target
+(status, queue, progress, logs, costs as numbers); once a run is terminal ``/workflow/run/info`` gives
+the settlement (quote, final and released amounts as 8-decimal strings, CNY). No cancel endpoint is
+documented for workflow runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from airflow_provider_wfrun.models import (
+    RunCost,
+    RunError,
+    RunLogEntry,
+    RunSettlement,
+    RunStatus,
+    WorkflowRun,
+)
+from airflow_provider_wfrun.platforms.base import (
+    ApiRequest,
+    ErrorInfo,
+    PlatformAdapter,
+    WireFormat,
+    from_iso,
+    seconds_between,
+)
+
+CURRENCY = "CNY"
+
+
+class _Envelope(WireFormat):
+    code: int
+    msg: str | None = None
+    data: Any = None
+
+
+class _QueueInfo(WireFormat):
+    position: int | None = None
+    estimated_wait_sec: float | None = None
+
+
+class _Error(WireFormat):
+    reason: str | None = None
+    detail: str | None = None
+    engine_code: str | None = None
+    status_code: int | None = None
+    code: str | int | None = None
+    message: str | None = None
+
+
+class _Log(WireFormat):
+    at: str | None = None
+    event_type: str | None = None
+    level: str | None = None
+    message: str | None = None
+    node_id: str | None = None
+
+
+class _Execution(WireFormat):
+    task_id: str | None = None
+    workflow_id: str | None = None
+    status: str
+    queue_info: _QueueInfo | None = None
+    progress_percent: float | None = None
+    logs: list[_Log] | None = None
+    actual_execution_duration_sec: float | None = None
+    compute_cost: Decimal | None = None
+    external_model_cost: Decimal | None = None
+    total_cost: Decimal | None = None
+    outputs: dict[str, Any] | None = None
+    error: _Error | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    terminal_at: str | None = None
+
+
+class _Submitted(WireFormat):
+    run_order_id: str
+    workflow_id: str | None = None
+    run_status: str | None = None
+    task_id: str | None = None
+    quote_amount: Decimal | None = None
+    quote_currency: str | None = None
+    freeze_status: str | None = None
+
+
+class _Info(WireFormat):
+    run_order_id: str | None = None
+    quote_amount: Decimal | None = None
+    quote_currency: str | None = None
+    run_status: str | None = None
+    settlement_status: str | None = None
+    outputs: dict[str, Any] | None = None
+    compute_cost: Decimal | None = None
+    external_model_cost: Decimal | None = None
+    total_cost: Decimal | None = None
+    final_amount: Decimal | None = None
+    released_amount: Decimal | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class ChenyuAdapter(PlatformAdapter):
+    name = "chenyu"
+    display_name = "chenyu.cn"
+    default_host = "https://www.chenyu.cn/api/open/v2"
+    idempotent_submit = True
+    requires_workflow_id = True
+    auth_error_codes = frozenset({"401", "403"})
+    not_found_error_codes = frozenset({"404", "TASK_NOT_FOUND"})
+    run_id_pattern = re.compile(r"wfrun_\w+")
+    run_id_example = "wfrun_314ff7d8b7a5beff1388"
+    statuses: ClassVar[Mapping[str, RunStatus]] = {
+        "created": RunStatus.QUEUED,
+        "queued": RunStatus.QUEUED,
+        "running": RunStatus.RUNNING,
+        "succeeded": RunStatus.SUCCEEDED,
+        "failed": RunStatus.FAILED,
+        "canceled": RunStatus.CANCELED,
+        "cancelled": RunStatus.CANCELED,
+    }
+
+    def submit_request(
+        self, inputs: Mapping[str, Any], *, workflow_id: str | None, idempotency_key: str | None
+    ) -> ApiRequest:
+        if not workflow_id:
+            raise self.missing_input(
+                "chenyu needs workflow_id (e.g. 'wf_861ef31e94dcfb10e6e7') to submit a run"
+            )
+        if not idempotency_key:
+            raise self.missing_input("chenyu needs an idempotency_key to submit a run")
+        body: dict[str, Any] = {
+            "workflow_id": workflow_id,
+            "inputs": dict(inputs),
+            "idempotency_key": idempotency_key,
+        }
+        if self.extra.get("accept_external_cost_risk"):
+            body["accept_external_cost_risk"] = True
+        return ApiRequest("POST", "/workflow/run/submit", json=body)
+
+    def get_request(self, run_id: str) -> ApiRequest:
+        return ApiRequest("GET", "/workflow/run/execution", params={"run_order_id": run_id})
+
+    def settlement_request(self, run: WorkflowRun) -> ApiRequest | None:
+        if not run.is_terminal:
+            return None
+        return ApiRequest("GET", "/workflow/run/info", params={"run_order_id": run.run_id})
+
+    def probe_request(self) -> ApiRequest:
+        return ApiRequest("GET", "/balance/info")
+
+    def parse_submit(self, payload: Any) -> WorkflowRun:
+        data = self.validate(_Submitted, self._data(payload), at="data")
+        return WorkflowRun(
+            platform=self.name,
+            run_id=data.run_order_id,
+            workflow_id=data.workflow_id,
+            task_id=data.task_id,
+            status=self.map_status(data.run_status or "queued"),
+            platform_status=data.run_status,
+            settlement=RunSettlement(quote=data.quote_amount, currency=data.quote_currency),
+            raw=payload,
+        )
+
+    def parse_run(self, payload: Any, *, run_id: str) -> WorkflowRun:
+        data = self.validate(_Execution, self._data(payload, run_id=run_id), run_id=run_id, at="data")
+        status = self.map_status(data.status)
+        queue = data.queue_info or _QueueInfo()
+        started, finished = from_iso(data.started_at), from_iso(data.terminal_at)
+        return WorkflowRun(
+            platform=self.name,
+            run_id=run_id,
+            workflow_id=data.workflow_id,
+            task_id=data.task_id,
+            status=status,
+            platform_status=data.status,
+            outputs=data.outputs or {},
+            cost=RunCost(
+                total=data.total_cost,
+                compute=data.compute_cost,
+                external=data.external_model_cost,
+                currency=CURRENCY,
+            ),
+            error=_run_error(status, data.error),
+            progress=data.progress_percent,
+            queue_position=queue.position,
+            eta_seconds=queue.estimated_wait_sec,
+            logs=tuple(_log_entry(line) for line in data.logs or ()),
+            created_at=from_iso(data.created_at),
+            started_at=started,
+            finished_at=finished,
+            duration_seconds=(
+                data.actual_execution_duration_sec
+                if data.actual_execution_duration_sec is not None
+                else seconds_between(started, finished)
+            ),
+            raw=payload,
+        )
+
+    def apply_settlement(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
+        """Exact 8-decimal amounts from the run order replace the execution's float costs."""
+        info = self.validate(_Info, self._data(payload, run_id=run.run_id), run_id=run.run_id, at="data")
+        currency = info.quote_currency or CURRENCY
+        update: dict[str, Any] = {
+            "cost": run.cost.model_copy(
+                update={
+                    "total": _first(info.total_cost, run.cost.total),
+                    "compute": _first(info.compute_cost, run.cost.compute),
+                    "external": _first(info.external_model_cost, run.cost.external),
+                    "currency": currency,
+                }
+            ),
+            "settlement": RunSettlement(
+                quote=info.quote_amount,
+                final=info.final_amount,
+                released=info.released_amount,
+                currency=currency,
+                status=info.settlement_status,
+            ),
+        }
+        if not run.outputs and info.outputs:
+            update["outputs"] = info.outputs
+        if run.error is None and info.error_message:
+            update["error"] = RunError(reason=info.error_message, code=info.error_code or None)
+        return run.model_copy(update=update)
+
+    def error_info(self, payload: Any) -> ErrorInfo | None:
+        if not isinstance(payload, dict) or "code" not in payload:
+            return None
+        if payload.get("code") == 0:
+            return None
+        data = payload.get("data")
+        error = _Error.model_validate(data["error"]) if isinstance(data, dict) and data.get("error") else None
+        code = (error and (error.engine_code or _str(error.status_code))) or str(payload.get("code"))
+        message = payload.get("msg")
+        if error and error.detail:
+            message = f"{error.reason or message}: {error.detail}"
+        return ErrorInfo(code=code, message=None if message is None else str(message))
+
+    def _data(self, payload: Any, *, run_id: str | None = None) -> Any:
+        return self.validate(_Envelope, payload, run_id=run_id).data
+
+
+def _first(*values: Decimal | None) -> Decimal | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _log_entry(line: _Log) -> RunLogEntry:
+    return RunLogEntry(
+        at=from_iso(line.at),
+        level=line.level,
+        message=line.message or "",
+        event_type=line.event_type,
+        node_id=line.node_id,
+    )
+
+
+def _run_error(status: RunStatus, error: _Error | None) -> RunError | None:
+    reason = error and (error.reason or error.message)
+    if reason:
+        return RunError(reason=reason, detail=error.detail, code=error.engine_code or _str(error.code))
+    if status is RunStatus.FAILED:
+        return RunError(reason="chenyu reported the run failed without a reason")
+    if status is RunStatus.CANCELED:
+        return RunError(reason="the run was canceled")
+    return None

@@ -1,0 +1,165 @@
+"""
+Dify workflow apps (Service API).
+
+Submit uses ``response_mode: streaming`` and reads only up to ``workflow_started``: that event carries the
+run id (to poll) and the task id (to stop), and the run keeps going after the stream is closed. A blocking
+submit would hold a worker slot for the whole run and is cut at 100 s on Dify Cloud. Dify reports tokens,
+not money, at run level.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from airflow_provider_wfrun.models import RunCost, RunError, RunStatus, WorkflowRun
+from airflow_provider_wfrun.platforms.base import (
+    ApiRequest,
+    ErrorInfo,
+    PlatformAdapter,
+    WireFormat,
+    from_unix_seconds,
+)
+
+DEFAULT_USER = "airflow"
+
+
+class _RunDetail(WireFormat):
+    id: str
+    workflow_id: str | None = None
+    status: str
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    total_steps: int | None = None
+    total_tokens: int | None = None
+    created_at: int | None = None
+    finished_at: int | None = None
+    elapsed_time: float | None = None
+
+
+class _StartedData(WireFormat):
+    id: str
+    workflow_id: str | None = None
+    created_at: int | None = None
+
+
+class _StartedEvent(WireFormat):
+    task_id: str
+    workflow_run_id: str
+    data: _StartedData
+
+
+class _BlockingAnswer(WireFormat):
+    task_id: str
+    workflow_run_id: str
+    data: _RunDetail
+
+
+class DifyAdapter(PlatformAdapter):
+    name = "dify"
+    display_name = "Dify"
+    default_host = "https://api.dify.ai/v1"
+    supports_cancel = True
+    auth_error_codes = frozenset({"unauthorized", "forbidden"})
+    not_found_error_codes = frozenset({"not_found"})
+    quota_error_codes = frozenset({"rate_limit_error"})
+    run_id_pattern = re.compile(
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    )
+    run_id_example = "fb47b2e6-5e43-4f90-be01-d5c5a088d156"
+    statuses: ClassVar[Mapping[str, RunStatus]] = {
+        "running": RunStatus.RUNNING,
+        "paused": RunStatus.PAUSED,
+        "succeeded": RunStatus.SUCCEEDED,
+        "partial-succeeded": RunStatus.PARTIALLY_SUCCEEDED,
+        "failed": RunStatus.FAILED,
+        "stopped": RunStatus.CANCELED,
+    }
+
+    @property
+    def user(self) -> str:
+        """Dify's end-user id: scopes who may see the run. From the connection extra ``user``."""
+        return str(self.extra.get("user") or DEFAULT_USER)
+
+    def submit_request(
+        self, inputs: Mapping[str, Any], *, workflow_id: str | None, idempotency_key: str | None
+    ) -> ApiRequest:
+        path = f"/workflows/{workflow_id}/run" if workflow_id else "/workflows/run"
+        body = {"inputs": dict(inputs), "response_mode": "streaming", "user": self.user}
+        return ApiRequest("POST", path, json=body, stream=True)
+
+    def get_request(self, run_id: str) -> ApiRequest:
+        return ApiRequest("GET", f"/workflows/run/{run_id}")
+
+    def cancel_request(self, run_id: str, *, task_id: str | None) -> ApiRequest:
+        if not task_id:
+            raise self.missing_input(
+                f"Dify stops run {run_id} by its task id, which only the submitting task knows; "
+                "pass task_id (the operator and trigger keep it for you)"
+            )
+        return ApiRequest("POST", f"/workflows/tasks/{task_id}/stop", json={"user": self.user})
+
+    def probe_request(self) -> ApiRequest:
+        return ApiRequest("GET", "/info")
+
+    def read_submit_event(self, payload: Any) -> WorkflowRun | None:
+        event = payload.get("event") if isinstance(payload, dict) else None
+        if event == "error":
+            self.raise_for_error(int(payload.get("status") or 500), payload)
+        if event != "workflow_started":
+            return None
+        started = self.validate(_StartedEvent, payload)
+        return WorkflowRun(
+            platform=self.name,
+            run_id=started.workflow_run_id,
+            task_id=started.task_id,
+            workflow_id=started.data.workflow_id,
+            status=RunStatus.RUNNING,
+            platform_status="running",
+            created_at=from_unix_seconds(started.data.created_at),
+            started_at=from_unix_seconds(started.data.created_at),
+            raw=payload,
+        )
+
+    def parse_submit(self, payload: Any) -> WorkflowRun:
+        """The blocking-mode answer (kept for completeness; the hook submits in streaming mode)."""
+        answer = self.validate(_BlockingAnswer, payload)
+        run = self._from_detail(answer.data, raw=payload)
+        return run.model_copy(update={"task_id": answer.task_id})
+
+    def parse_run(self, payload: Any, *, run_id: str) -> WorkflowRun:
+        return self._from_detail(self.validate(_RunDetail, payload, run_id=run_id), raw=payload)
+
+    def error_info(self, payload: Any) -> ErrorInfo | None:
+        if isinstance(payload, dict) and "code" in payload and "message" in payload:
+            return ErrorInfo(code=str(payload["code"]), message=str(payload["message"]))
+        return None
+
+    def _from_detail(self, detail: _RunDetail, *, raw: Any) -> WorkflowRun:
+        status = self.map_status(detail.status)
+        return WorkflowRun(
+            platform=self.name,
+            run_id=detail.id,
+            workflow_id=detail.workflow_id,
+            status=status,
+            platform_status=detail.status,
+            outputs=detail.outputs or {},
+            cost=RunCost(tokens=detail.total_tokens),
+            error=_run_error(status, detail.error),
+            created_at=from_unix_seconds(detail.created_at),
+            started_at=from_unix_seconds(detail.created_at),
+            finished_at=from_unix_seconds(detail.finished_at),
+            duration_seconds=detail.elapsed_time,
+            raw=raw,
+        )
+
+
+def _run_error(status: RunStatus, error: str | None) -> RunError | None:
+    if error:
+        return RunError(reason=error)
+    if status is RunStatus.FAILED:
+        return RunError(reason="Dify reported the run failed without a message")
+    if status is RunStatus.CANCELED:
+        return RunError(reason="the run was stopped")
+    return None
