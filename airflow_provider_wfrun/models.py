@@ -18,7 +18,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 #: Exact money. JSON renders it as fixed-point text (``"0.00000000"``, never ``"0E-8"``) so no digit is lost.
-Money = Annotated[Decimal, PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")]
+Money = Annotated[
+    Decimal, PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")
+]
 
 
 class RunStatus(str, Enum):

@@ -535,25 +535,24 @@ def _is_event_stream(response: httpx.Response) -> bool:
     return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-class DifyHook(WorkflowRunHook):
-    """:class:`WorkflowRunHook` registered for ``dify`` connections."""
-
-    conn_type = "dify"
-    hook_name = "Dify"
-
-
-class GptbotsHook(WorkflowRunHook):
-    """:class:`WorkflowRunHook` registered for ``gptbots`` connections."""
-
-    conn_type = "gptbots"
-    hook_name = "GPTBots"
-
-
-class ChenyuHook(WorkflowRunHook):
-    """:class:`WorkflowRunHook` registered for ``chenyu`` connections."""
-
-    conn_type = "chenyu"
-    hook_name = "chenyu.cn"
+def _platform_hook(adapter_class: type[PlatformAdapter]) -> type[WorkflowRunHook]:
+    """The hook Airflow registers for one connection type (ProvidersManager wants one class per type)."""
+    name = f"{adapter_class.__name__.removesuffix('Adapter')}Hook"
+    return type(
+        name,
+        (WorkflowRunHook,),
+        {
+            "conn_type": adapter_class.name,
+            "hook_name": adapter_class.display_name,
+            "__module__": __name__,
+            "__qualname__": name,
+            "__doc__": f":class:`WorkflowRunHook` registered for ``{adapter_class.name}`` connections.",
+        },
+    )
 
 
-__all__ = ["ChenyuHook", "DifyHook", "GptbotsHook", "PlatformConnection", "WorkflowRunHook"]
+#: Connection type -> its registered hook class: ``DifyHook``, ``GptbotsHook``, ``ChenyuHook``...
+PLATFORM_HOOKS: dict[str, type[WorkflowRunHook]] = {
+    conn_type: _platform_hook(adapter_class) for conn_type, adapter_class in adapter_classes().items()
+}
+globals().update({hook.__name__: hook for hook in PLATFORM_HOOKS.values()})

@@ -90,6 +90,8 @@ class PlatformAdapter(ABC):
     quota_error_codes: ClassVar[frozenset[str]] = frozenset()
     #: Platform status word -> normalized status.
     statuses: ClassVar[Mapping[str, RunStatus]]
+    #: Connection extra fields this platform reads, with a description for the connection form.
+    extra_fields: ClassVar[Mapping[str, str]] = {}
     #: What this platform's run ids look like, to catch an id meant for another platform before calling.
     run_id_pattern: ClassVar[re.Pattern[str] | None] = None
     run_id_example: ClassVar[str] = ""

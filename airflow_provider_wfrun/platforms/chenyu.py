@@ -113,6 +113,9 @@ class ChenyuAdapter(PlatformAdapter):
     display_name = "chenyu.cn"
     default_host = "https://www.chenyu.cn/api/open/v2"
     idempotent_submit = True
+    extra_fields = {
+        "accept_external_cost_risk": "Accept workflows that may incur external model costs (true/false)"
+    }
     requires_workflow_id = True
     auth_error_codes = frozenset({"401", "403"})
     not_found_error_codes = frozenset({"404", "TASK_NOT_FOUND"})

@@ -61,6 +61,7 @@ class DifyAdapter(PlatformAdapter):
     display_name = "Dify"
     default_host = "https://api.dify.ai/v1"
     supports_cancel = True
+    extra_fields = {"user": "End-user id Dify scopes runs to (default: airflow)"}
     auth_error_codes = frozenset({"unauthorized", "forbidden"})
     not_found_error_codes = frozenset({"not_found"})
     quota_error_codes = frozenset({"rate_limit_error"})

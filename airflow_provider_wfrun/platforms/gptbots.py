@@ -47,6 +47,7 @@ class GptbotsAdapter(PlatformAdapter):
     display_name = "GPTBots"
     default_host = "https://api-sg.gptbots.ai/v1"
     auth_error_codes = frozenset({"40127"})
+    extra_fields = {"user_id": "userId sent with each run (optional)"}
     statuses: ClassVar[Mapping[str, RunStatus]] = {
         "PENDING": RunStatus.QUEUED,
         "RUNNING": RunStatus.RUNNING,

@@ -1,0 +1,340 @@
+"""
+Run a workflow as a task: submit, wait (deferrable or in the worker), return outputs and costs.
+
+Design notes:
+
+* **One task, one run.** The run's handle is written to ``task_state_store`` (Airflow 3.3+, through
+  ``ResumableJobMixin``) the moment the platform returns it, so a retry after a worker crash reattaches to
+  the run instead of starting another. chenyu also gets an idempotency key derived from the task instance,
+  which covers the gap between submit and that write, and older Airflow versions without the store.
+* **Our own deadline.** The task defers with no framework timeout: Airflow's deferral timeout skips
+  ``execute_complete`` and ``on_kill`` and would leave the run going unseen. The trigger carries an
+  absolute deadline; on a timeout event the worker cancels the run where the platform can and fails with
+  :class:`~airflow_provider_wfrun.exceptions.RunTimeoutError`.
+* **Thin events.** The trigger reports how waiting ended; the worker fetches the final run itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    BaseOperator,
+    BaseOperatorLink,
+    ResumableJobMixin,
+    XCom,
+    conf,
+)
+
+from airflow_provider_wfrun.completion import (
+    check_event,
+    check_rendered_ids,
+    is_timeout,
+    raise_if_error,
+    result_of,
+    summary,
+)
+from airflow_provider_wfrun.exceptions import (
+    InvalidInputError,
+    NotSupportedError,
+    RunTimeoutError,
+    WorkflowRunError,
+)
+from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
+from airflow_provider_wfrun.models import RunStatus, WorkflowRun
+from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger, next_poll_delay
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+    from airflow.sdk.definitions.taskinstancekey import TaskInstanceKey
+
+XCOM_RUN_ID = "run_id"
+XCOM_RUN_URL = "run_url"
+XCOM_COST = "cost"
+DEFAULT_TIMEOUT = timedelta(days=7)
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c2b8e-6a8a-4f0e-9d7e-2f5b8c0e7a11")
+
+
+class WorkflowRunLink(BaseOperatorLink):
+    """Opens the run on its platform; works while the run is going (the URL is pushed before waiting)."""
+
+    name = "Workflow run"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        return XCom.get_value(key=XCOM_RUN_URL, ti_key=ti_key) or ""
+
+
+def positive_seconds(name: str, value: float | timedelta) -> float:
+    """A duration parameter in seconds; a clear error for anything not a positive number or timedelta."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise InvalidInputError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
+    return float(seconds)
+
+
+def _handle_from_event(event: Any) -> dict[str, Any]:
+    """Where neither defer kwargs nor the state store survived (``dag.test()``), the event names the run."""
+    if not isinstance(event, Mapping) or not event.get("run_id"):
+        raise InvalidInputError(f"the trigger event does not name a run: {event!r}")
+    return {"run_id": event["run_id"], "platform_task_id": event.get("platform_task_id")}
+
+
+class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
+    """
+    Run an AI workflow on Dify, GPTBots or chenyu.cn and return its outputs and cost.
+
+    :param conn_id: Connection of type ``dify``, ``gptbots`` or ``chenyu`` (templated).
+    :param inputs: The workflow's inputs, a mapping (templated, shown as JSON).
+    :param workflow_id: Dify: a published version to run (default: the app's current one); chenyu: the
+        workflow to run (required); GPTBots: leave empty, the key selects the workflow (templated).
+    :param wait: Wait for the run to finish (default). False submits and returns the run id.
+    :param deferrable: Wait in the triggerer, freeing the worker slot. Defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between status checks.
+    :param timeout: How long the run may take (seconds or timedelta, default 7 days; the task's
+        ``execution_timeout`` if shorter). At the deadline the run is canceled where the platform can.
+    :param cancel_on_kill: Cancel the run when the task is killed (marked failed, cleared, timed out).
+    :param allow_partial_success: Accept a partially succeeded run (Dify) as success.
+    :param hook_params: Keyword arguments for :class:`WorkflowRunHook` (``timeout``, ``retry_limit``...).
+    :return: ``{"run_id", "platform", "workflow_id", "status", "outputs", "cost", "duration_seconds"}``, or
+        the run id when ``wait=False``.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "inputs", "workflow_id")
+    template_fields_renderers = {"inputs": "json"}
+    operator_extra_links = (WorkflowRunLink(),)
+    ui_color = "#e8f0fe"
+    #: Key of the run handle in ``task_state_store``. Never rename it: retries in flight read the old key.
+    external_id_key = "wfrun_run"
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        inputs: Mapping[str, Any] | str | None = None,
+        workflow_id: str | None = None,
+        wait: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        cancel_on_kill: bool = True,
+        allow_partial_success: bool = False,
+        hook_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(conn_id, str) or not conn_id:
+            raise InvalidInputError(f"conn_id must be a connection id, got {conn_id!r}")
+        if inputs is not None and not isinstance(inputs, (Mapping, str)):
+            raise InvalidInputError(
+                f"inputs must be a mapping (or a template rendering to one), got {inputs!r}"
+            )
+        self.conn_id = conn_id
+        self.inputs = inputs if inputs is not None else {}
+        self.workflow_id = workflow_id
+        self.wait = wait
+        self.deferrable = deferrable
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
+        self.timeout = positive_seconds("timeout", timeout)
+        self.cancel_on_kill = cancel_on_kill
+        self.allow_partial_success = allow_partial_success
+        self.hook_params = dict(hook_params or {})
+        self._handle: dict[str, Any] | None = None
+        self._result: Any = None
+
+    @cached_property
+    def hook(self) -> WorkflowRunHook:
+        return WorkflowRunHook(self.conn_id, **self.hook_params)
+
+    def execute(self, context: Context) -> Any:
+        check_rendered_ids(conn_id=self.conn_id)
+        self._check_rendered_inputs()
+        return self.execute_resumable(context)
+
+    # --- ResumableJobMixin ---------------------------------------------------------------------------
+    def submit_job(self, context: Context) -> dict[str, Any]:
+        generation = self._generation(context)
+        run = self.hook.submit_run(
+            self.inputs,
+            workflow_id=self.workflow_id or None,
+            idempotency_key=self._idempotency_key(context, generation),
+        )
+        handle = {
+            "run_id": run.run_id,
+            "platform_task_id": run.task_id,
+            "end_time": time.time() + self._effective_timeout(),
+            "generation": generation,
+        }
+        self._handle = handle
+        return handle
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        return self.hook.get_run(external_id["run_id"]).status.value
+
+    def is_job_active(self, status: str) -> bool:
+        return not RunStatus(status).is_terminal
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == RunStatus.SUCCEEDED.value or (
+            self.allow_partial_success and status == RunStatus.PARTIALLY_SUCCEEDED.value
+        )
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        self._handle = dict(external_id)
+        self._push_run_reference(context)
+        if not self.wait:
+            return self.get_job_result(external_id, context)
+        if self.deferrable:
+            self._defer_unless_finished(context)
+        else:
+            self._wait_in_worker()
+        return self.get_job_result(external_id, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        if self._result is None:
+            self._handle = dict(external_id)
+            if not self.wait:
+                self._result = external_id["run_id"]
+            else:
+                self._result = self._complete(self.hook.get_run(external_id["run_id"]), context)
+        return self._result
+
+    # --- deferrable path ---------------------------------------------------------------------------
+    def _defer_unless_finished(self, context: Context) -> None:
+        handle = self._require_handle()
+        run = self.hook.get_run(handle["run_id"])
+        if run.is_terminal:
+            return
+        self.log.info(
+            "%s run %s is %s; deferring until it finishes", run.platform, run.run_id, run.status.value
+        )
+        self.defer(
+            trigger=WorkflowRunTrigger(
+                conn_id=self.conn_id,
+                run_id=handle["run_id"],
+                end_time=handle["end_time"],
+                poll_interval=self.poll_interval,
+                platform_task_id=handle.get("platform_task_id"),
+                cancel_on_kill=self.cancel_on_kill,
+            ),
+            method_name="execute_complete",
+            kwargs={"handle": handle},
+            timeout=None,
+        )
+
+    def execute_complete(
+        self, context: Context, event: Any = None, handle: dict[str, Any] | None = None
+    ) -> Any:
+        """Back on a worker after the trigger fired: check the event, fetch the final run, return it."""
+        handle = handle or self._stored_handle(context) or _handle_from_event(event)
+        self._handle = handle
+        event = check_event(event, handle["run_id"])
+        if is_timeout(event):
+            self._give_up_at_deadline()
+        raise_if_error(event)
+        return self._complete(self.hook.get_run(handle["run_id"]), context)
+
+    # --- worker path --------------------------------------------------------------------------------
+    def _wait_in_worker(self) -> None:
+        handle = self._require_handle()
+        last_status = None
+        while True:
+            run = self.hook.get_run(handle["run_id"])
+            if run.status is not last_status:
+                self.log.info(
+                    "%s run %s: %s", run.platform, run.run_id, run.platform_status or run.status.value
+                )
+                last_status = run.status
+            if run.is_terminal:
+                return
+            remaining = handle["end_time"] - time.time()
+            if remaining <= 0:
+                self._give_up_at_deadline()
+            time.sleep(
+                min(next_poll_delay(run, poll_interval=self.poll_interval, max_poll_interval=300), remaining)
+            )
+
+    def on_kill(self) -> None:
+        """Worker-side kill (non-deferrable mode): cancel the run, best effort."""
+        if self.cancel_on_kill and self._handle is not None:
+            self._cancel_quietly()
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def _complete(self, run: WorkflowRun, context: Context) -> Any:
+        self.log.info(summary(run))
+        cost = {**run.cost.model_dump(mode="json"), "try_number": context["ti"].try_number}
+        try:
+            context["ti"].xcom_push(key=XCOM_COST, value=cost)
+        except Exception as exc:  # recording cost must never fail the task
+            self.log.warning("Could not push the run's cost to XCom: %s", exc)
+        return result_of(run, allow_partial_success=self.allow_partial_success)
+
+    def _give_up_at_deadline(self) -> None:
+        handle = self._require_handle()
+        canceled = self._cancel_quietly()
+        outcome = "it was canceled" if canceled else "it could not be canceled and may still be running"
+        raise RunTimeoutError(
+            f"the run did not finish within {timedelta(seconds=round(self._effective_timeout()))}; {outcome}",
+            platform=self.hook.adapter.name,
+            run_id=handle["run_id"],
+        )
+
+    def _cancel_quietly(self) -> bool:
+        handle = self._require_handle()
+        try:
+            self.hook.cancel_run(handle["run_id"], task_id=handle.get("platform_task_id"))
+        except NotSupportedError as exc:
+            self.log.warning("%s", exc)
+            return False
+        except WorkflowRunError as exc:
+            self.log.warning("Could not cancel the run: %s", exc)
+            return False
+        return True
+
+    def _push_run_reference(self, context: Context) -> None:
+        handle = self._require_handle()
+        ti = context["ti"]
+        ti.xcom_push(key=XCOM_RUN_ID, value=handle["run_id"])
+        ti.xcom_push(key=XCOM_RUN_URL, value=self.hook.run_url(handle["run_id"], self.workflow_id or None))
+
+    def _require_handle(self) -> dict[str, Any]:
+        if self._handle is None:
+            raise InvalidInputError("no run has been submitted or reattached yet")
+        return self._handle
+
+    def _stored_handle(self, context: Context) -> dict[str, Any] | None:
+        store = context.get("task_state_store")
+        stored = store.get(self.external_id_key) if store is not None else None
+        return dict(stored) if isinstance(stored, Mapping) else None
+
+    def _effective_timeout(self) -> float:
+        if self.execution_timeout is not None:
+            return min(self.timeout, self.execution_timeout.total_seconds())
+        return self.timeout
+
+    def _check_rendered_inputs(self) -> None:
+        if not isinstance(self.inputs, Mapping):
+            raise InvalidInputError(
+                f"inputs rendered to {type(self.inputs).__name__}, not a mapping; use a dict, or set "
+                "render_template_as_native_obj=True on the DAG for a template that builds one"
+            )
+        try:
+            json.dumps(self.inputs)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"inputs must be JSON-serializable: {exc}") from None
+
+    def _generation(self, context: Context) -> int:
+        """How many runs this task instance started before; a fresh one after a failed run gets a new key."""
+        previous = self._stored_handle(context)
+        return int(previous.get("generation", 0)) + 1 if previous else 0
+
+    def _idempotency_key(self, context: Context, generation: int) -> str:
+        ti = context["ti"]
+        identity = [ti.dag_id, ti.task_id, ti.run_id, ti.map_index, generation]
+        return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, json.dumps(identity)))

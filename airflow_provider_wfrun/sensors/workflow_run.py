@@ -1,0 +1,111 @@
+"""Wait for a run started elsewhere (another task, an app, a person) to finish."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+
+from airflow_provider_wfrun.completion import (
+    check_event,
+    check_rendered_ids,
+    is_timeout,
+    raise_if_error,
+    result_of,
+    summary,
+)
+from airflow_provider_wfrun.exceptions import InvalidInputError
+from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
+from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+class WorkflowRunSensor(BaseSensorOperator):
+    """
+    Wait until a workflow run is finished, in poke, reschedule or deferrable mode.
+
+    It never cancels the run: it did not start it. At ``timeout`` it stops waiting and fails.
+
+    :param conn_id: Connection of type ``dify``, ``gptbots`` or ``chenyu`` (templated).
+    :param run_id: The run to wait for (templated).
+    :param allow_partial_success: Accept a partially succeeded run (Dify) as success.
+    :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
+    :param hook_params: Extra keyword arguments for :class:`WorkflowRunHook`.
+    :return: The result dict, as :class:`~airflow_provider_wfrun.operators.workflow_run.RunWorkflowOperator`.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "run_id")
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        run_id: str,
+        allow_partial_success: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        hook_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if self.poke_interval <= 0:
+            raise InvalidInputError(f"poke_interval must be positive, got {self.poke_interval!r}")
+        self.conn_id = conn_id
+        self.run_id = run_id
+        self.allow_partial_success = allow_partial_success
+        self.deferrable = deferrable
+        self.hook_params = dict(hook_params or {})
+
+    @cached_property
+    def hook(self) -> WorkflowRunHook:
+        return WorkflowRunHook(self.conn_id, **self.hook_params)
+
+    def execute(self, context: Context) -> Any:
+        check_rendered_ids(conn_id=self.conn_id, run_id=self.run_id)
+        if not self.deferrable:
+            return super().execute(context)
+        outcome = self.poke(context)
+        if isinstance(outcome, PokeReturnValue) and outcome.is_done:
+            return outcome.xcom_value
+        self.defer(
+            trigger=WorkflowRunTrigger(
+                conn_id=self.conn_id,
+                run_id=self.run_id,
+                end_time=time.time() + self.timeout,
+                poll_interval=self.poke_interval,
+                cancel_on_kill=False,
+            ),
+            method_name="execute_complete",
+            timeout=None,
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        run = self.hook.get_run(self.run_id)
+        if not run.is_terminal:
+            self.log.info(
+                "%s run %s is %s", run.platform, run.run_id, run.platform_status or run.status.value
+            )
+            return PokeReturnValue(is_done=False)
+        self.log.info(summary(run))
+        return PokeReturnValue(
+            is_done=True, xcom_value=result_of(run, allow_partial_success=self.allow_partial_success)
+        )
+
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
+        event = check_event(event, self.run_id)
+        if is_timeout(event):
+            raise AirflowSensorTimeout(f"run {self.run_id} did not finish within {self.timeout:.0f} s")
+        raise_if_error(event)
+        run = self.hook.get_run(self.run_id)
+        self.log.info(summary(run))
+        return result_of(run, allow_partial_success=self.allow_partial_success)

@@ -1,0 +1,190 @@
+"""
+Wait for a workflow run in the triggerer, without holding a worker slot.
+
+The trigger only polls, reports what changed, and on a user's kill cancels. Turning the final run into a
+task result (fetching outputs, checking partial success, raising the platform's reason) happens in the
+operator's ``execute_complete`` on a worker, so the triggerer stays light and the event stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_wfrun.exceptions import (
+    AuthenticationError,
+    InvalidInputError,
+    NotSupportedError,
+    RunNotFoundError,
+    WorkflowRunError,
+)
+from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
+
+if TYPE_CHECKING:
+    from airflow_provider_wfrun.models import WorkflowRun
+
+#: Errors no amount of polling fixes: fire the error event at once.
+_FATAL_POLL_ERRORS = (InvalidInputError, AuthenticationError, RunNotFoundError)
+
+#: Event ``status`` values besides the terminal run statuses.
+TIMEOUT = "timeout"
+ERROR = "error"
+
+
+class WorkflowRunTrigger(BaseTrigger):
+    """
+    Poll a run until it is terminal, the deadline passes, or polling keeps failing.
+
+    Every keyword argument is serialized into the metadata database and used to rebuild the trigger after
+    a triggerer restart, so they are ids and numbers only, never a secret: the API key is looked up from
+    ``conn_id`` (asynchronously) each time the trigger starts. New arguments always get defaults, because
+    triggers already stored were serialized without them.
+
+    :param conn_id: Connection of type ``dify``, ``gptbots`` or ``chenyu``.
+    :param run_id: The platform's run id.
+    :param end_time: Deadline as a Unix timestamp. Wall-clock time, not ``time.monotonic()``: the
+        trigger may resume in another triggerer process after a restart, and must keep the same deadline.
+    :param poll_interval: Seconds between polls.
+    :param platform_task_id: Second handle a cancel needs on some platforms (Dify's task id); serialized
+        because a restarted trigger must still be able to cancel.
+    :param cancel_on_kill: Cancel the run when a user marks the task failed or clears it (Airflow 3.3+).
+    :param max_consecutive_failures: Failed polls in a row tolerated before giving up with an error event;
+        a single poll already retries transient errors inside the hook.
+    :param max_poll_interval: Cap on the wait when the platform hints a longer one (chenyu queue estimate).
+    """
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        run_id: str,
+        end_time: float,
+        poll_interval: float = 10.0,
+        platform_task_id: str | None = None,
+        cancel_on_kill: bool = True,
+        max_consecutive_failures: int = 5,
+        max_poll_interval: float = 300.0,
+    ) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.run_id = run_id
+        self.end_time = end_time
+        self.poll_interval = poll_interval
+        self.platform_task_id = platform_task_id
+        self.cancel_on_kill = cancel_on_kill
+        self.max_consecutive_failures = max_consecutive_failures
+        self.max_poll_interval = max_poll_interval
+        self._last_seen: tuple[Any, ...] = ()
+        self._log_lines_seen = 0
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "run_id": self.run_id,
+                "end_time": self.end_time,
+                "poll_interval": self.poll_interval,
+                "platform_task_id": self.platform_task_id,
+                "cancel_on_kill": self.cancel_on_kill,
+                "max_consecutive_failures": self.max_consecutive_failures,
+                "max_poll_interval": self.max_poll_interval,
+            },
+        )
+
+    def _hook(self) -> WorkflowRunHook:
+        # Fewer in-hook retries than on a worker: the trigger has its own failure budget across polls.
+        return WorkflowRunHook(
+            self.conn_id, retry_limit=3, retry_max_seconds=min(60.0, self.poll_interval * 3)
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = self._hook()
+        failures = 0
+        while True:
+            try:
+                run = await hook.aget_run(self.run_id)
+            except _FATAL_POLL_ERRORS as exc:
+                yield self._error_event(exc)
+                return
+            except WorkflowRunError as exc:
+                failures += 1
+                if failures >= self.max_consecutive_failures:
+                    yield self._error_event(exc, after=failures)
+                    return
+                self.log.warning(
+                    "Poll %d of %d in a row failed: %s", failures, self.max_consecutive_failures, exc
+                )
+                run = None
+            else:
+                failures = 0
+                self._report(run)
+                if run.is_terminal:
+                    yield self._event(run.status.value, _terminal_message(run))
+                    return
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                yield self._event(TIMEOUT, "the run did not finish before the deadline", error_type=TIMEOUT)
+                return
+            await asyncio.sleep(min(self._next_delay(run), remaining))
+
+    async def on_kill(self) -> None:
+        """Called by Airflow 3.3+ when a user marks the task failed/success or clears it: stop the run."""
+        if not self.cancel_on_kill:
+            return
+        try:
+            await self._hook().acancel_run(self.run_id, task_id=self.platform_task_id)
+        except NotSupportedError as exc:
+            self.log.info("Not canceling: %s", exc)
+        except WorkflowRunError as exc:
+            self.log.warning("Could not cancel the run: %s", exc)
+
+    def _next_delay(self, run: WorkflowRun | None) -> float:
+        return next_poll_delay(
+            run, poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval
+        )
+
+    def _report(self, run: WorkflowRun) -> None:
+        """Log what a user follows (status, progress, queue, new log lines), each change once."""
+        seen = (run.status, run.platform_status, run.progress, run.queue_position)
+        if seen != self._last_seen:
+            self._last_seen = seen
+            details = [f"status {run.platform_status or run.status.value}"]
+            if run.queue_position is not None and not run.status.is_terminal and run.queue_position > 0:
+                details.append(f"queue position {run.queue_position}")
+            if run.eta_seconds:
+                details.append(f"estimated wait {run.eta_seconds:.0f} s")
+            if run.progress is not None:
+                details.append(f"progress {run.progress:.0f}%")
+            self.log.info("%s run %s: %s", run.platform, run.run_id, ", ".join(details))
+        for line in run.logs[self._log_lines_seen :]:
+            self.log.info("[%s] %s", line.level or "info", line.message)
+        self._log_lines_seen = max(self._log_lines_seen, len(run.logs))
+
+    def _error_event(self, exc: WorkflowRunError, after: int | None = None) -> TriggerEvent:
+        message = str(exc) if after is None else f"{after} polls in a row failed; last error: {exc}"
+        return self._event(ERROR, message, error_type=exc.error_type)
+
+    def _event(self, status: str, message: str, *, error_type: str | None = None) -> TriggerEvent:
+        """A small event: how waiting ended. Outputs are fetched again on the worker, not carried here."""
+        payload = {"status": status, "run_id": self.run_id, "message": message, "error_type": error_type}
+        if self.platform_task_id:
+            payload["platform_task_id"] = self.platform_task_id
+        return TriggerEvent(payload)
+
+
+def next_poll_delay(run: WorkflowRun | None, *, poll_interval: float, max_poll_interval: float) -> float:
+    """The poll interval, stretched to the platform's own estimate of the wait when it gives one (capped)."""
+    if run is not None and run.eta_seconds:
+        return max(poll_interval, min(run.eta_seconds, max_poll_interval))
+    return poll_interval
+
+
+def _terminal_message(run: WorkflowRun) -> str:
+    if run.error is not None:
+        return f"run {run.status.value}: {run.error.reason}"
+    return f"run {run.status.value}"
