@@ -23,3 +23,6 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .airflow-home .pytest_cache .ruff_cache
+
+demo: install
+	$(BIN)/python scripts/demo.py

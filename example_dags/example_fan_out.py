@@ -16,12 +16,13 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    params={"workflow_id": "wf_861ef31e94dcfb10e6e7"},
     tags=["example", "wfrun", "mapping"],
 ):
     summaries = RunWorkflowOperator.partial(
         task_id="summarize",
         conn_id="wfrun_chenyu",
-        workflow_id="wf_861ef31e94dcfb10e6e7",
+        workflow_id="{{ params.workflow_id }}",
         deferrable=True,
         poll_interval=2,
     ).expand(inputs=[{"n6_text": f"Summarize: {doc}"} for doc in DOCUMENTS])

@@ -129,12 +129,10 @@ class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(conn_id, str) or not conn_id:
-            raise InvalidInputError(f"conn_id must be a connection id, got {conn_id!r}")
-        if inputs is not None and not isinstance(inputs, (Mapping, str)):
-            raise InvalidInputError(
-                f"inputs must be a mapping (or a template rendering to one), got {inputs!r}"
-            )
+        if isinstance(conn_id, str) and not conn_id.strip():
+            raise InvalidInputError("conn_id must name a connection of type dify, gptbots or chenyu")
+        if isinstance(inputs, (list, tuple, set, int, float, bool, bytes)):
+            raise InvalidInputError(f"inputs must be a mapping of input names to values, got {inputs!r}")
         self.conn_id = conn_id
         self.inputs = inputs if inputs is not None else {}
         self.workflow_id = workflow_id

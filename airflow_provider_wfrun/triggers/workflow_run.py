@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 #: Errors no amount of polling fixes: fire the error event at once.
 _FATAL_POLL_ERRORS = (InvalidInputError, AuthenticationError, RunNotFoundError)
 
+#: Progress is logged when it crosses a step of this many percent, not on every poll.
+PROGRESS_LOG_STEP = 10
+
 #: Event ``status`` values besides the terminal run statuses.
 TIMEOUT = "timeout"
 ERROR = "error"
@@ -149,8 +152,9 @@ class WorkflowRunTrigger(BaseTrigger):
         )
 
     def _report(self, run: WorkflowRun) -> None:
-        """Log what a user follows (status, progress, queue, new log lines), each change once."""
-        seen = (run.status, run.platform_status, run.progress, run.queue_position)
+        """Log what a user follows (status, queue, progress in 10% steps, new log lines), each change once."""
+        progress_step = None if run.progress is None else int(run.progress // PROGRESS_LOG_STEP)
+        seen = (run.status, run.platform_status, progress_step, run.queue_position)
         if seen != self._last_seen:
             self._last_seen = seen
             details = [f"status {run.platform_status or run.status.value}"]

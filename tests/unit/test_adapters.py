@@ -458,7 +458,8 @@ def test_invalid_response_names_the_field_not_a_validation_dump():
         get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
     assert raised.value.field == "data.status"
     assert str(raised.value) == (
-        "[chenyu run wfrun_1] unexpected response: field 'data.status' input should be a valid string (got int)"
+        "[chenyu run wfrun_1] unexpected response: "
+        "field 'data.status' input should be a valid string (got int)"
     )
 
 

@@ -1,0 +1,388 @@
+"""
+Dify's workflow-app Service API as the emulator speaks it (``/dify/v1``).
+
+Dify describes a run as a sequence of node executions, both on the SSE stream and in the run detail
+(steps, tokens). One planned node timeline per run feeds both, so a stream and a poll of the same run
+always agree, and a stop simply cuts the timeline short.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from airflow_provider_wfrun.emulator.core import (
+    SCENARIO_INPUT_KEY,
+    ApiError,
+    Dialect,
+    EmulatorState,
+    Run,
+    json_object,
+    new_uuid,
+    platform_route,
+)
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+NAME = "dify"
+ROOT = "/dify/v1"
+#: The app's published workflow (the id in Dify's own documentation examples).
+DEFAULT_WORKFLOW_ID = "7c3e33d4-2a8b-4e5f-9b1a-d3c6e8f12345"
+#: Price of the LLM node when the scenario sets no ``cost`` (USD, node-level like Dify).
+DEFAULT_PRICE_USD = 0.000225
+APP_INFO = {
+    "name": "Emulated Workflow",
+    "description": "A Dify workflow app served by the airflow_provider_wfrun emulator.",
+    "tags": [],
+    "mode": "workflow",
+    "author_name": "wfrun emulator",
+}
+
+STATUSES = {
+    "queued": "running",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "canceled": "stopped",
+    "partial": "partial-succeeded",
+}
+_CODES = {
+    400: "invalid_param",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "too_many_requests",
+}
+_MESSAGES = {
+    400: "Invalid parameter.",
+    401: "Access token is invalid",
+    403: "Forbidden.",
+    404: "Not found.",
+    429: "Too many requests. Please try again later.",
+}
+_SERVER_ERROR = (
+    "The server encountered an internal error and was unable to complete your request. "
+    "Either the server is overloaded or there is an error in the application."
+)
+
+
+def _error(status: int, message: str | None, code: str | int | None) -> Response:
+    body = {
+        "status": status,
+        "code": code if isinstance(code, str) else _default_code(status),
+        "message": message or _MESSAGES.get(status, _SERVER_ERROR),
+    }
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _default_code(status: int) -> str:
+    return _CODES.get(status, "internal_server_error" if status >= 500 else "bad_request")
+
+
+DIALECT = Dialect(
+    name=NAME, root=ROOT, statuses=STATUSES, error=_error, has_queue=False, default_cost=DEFAULT_PRICE_USD
+)
+
+
+def routes(state: EmulatorState) -> list[Route]:
+    return [
+        platform_route(state, DIALECT, "submit", "/workflows/run", _run_published, "POST"),
+        platform_route(state, DIALECT, "submit", "/workflows/{workflow_id}/run", _run_version, "POST"),
+        platform_route(state, DIALECT, "get", "/workflows/run/{workflow_run_id}", _get_run, "GET"),
+        platform_route(state, DIALECT, "stop", "/workflows/tasks/{task_id}/stop", _stop, "POST"),
+        platform_route(state, DIALECT, "info", "/info", _info, "GET"),
+    ]
+
+
+# ------------------------------------------------------------------------------------------ endpoints
+async def _run_published(state: EmulatorState, request: Request) -> Response:
+    return await _submit(state, request, DEFAULT_WORKFLOW_ID)
+
+
+async def _run_version(state: EmulatorState, request: Request) -> Response:
+    return await _submit(state, request, request.path_params["workflow_id"])
+
+
+async def _submit(state: EmulatorState, request: Request, workflow_id: str) -> Response:
+    body = await json_object(request)
+    inputs, user, mode = _validated(body)
+    if workflow_id != DEFAULT_WORKFLOW_ID and not state.knows_workflow(workflow_id):
+        raise ApiError(404, f"Workflow not found with id: {workflow_id}", "not_found")
+    task_id = new_uuid()
+    run = state.create_run(
+        DIALECT, workflow_id, inputs, extra={"task_id": task_id, "user": user}, aliases=[task_id]
+    )
+    if mode == "streaming":
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(_stream(state, run), media_type="text/event-stream", headers=headers)
+    await state.wait_done(run)
+    return JSONResponse(
+        {"task_id": task_id, "workflow_run_id": run.run_id, "data": _finished(run, _plan(run), stream=False)}
+    )
+
+
+def _validated(body: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+    inputs = body.get("inputs")
+    if not isinstance(inputs, dict):
+        raise ApiError(400, "Arg inputs must be provided as a JSON object.", "invalid_param")
+    user = body.get("user")
+    if not isinstance(user, str) or not user:
+        raise ApiError(400, "Arg user must be provided.", "invalid_param")
+    mode = body.get("response_mode") or "blocking"
+    if mode not in ("blocking", "streaming"):
+        raise ApiError(400, "response_mode must be 'blocking' or 'streaming'.", "invalid_param")
+    return inputs, user, mode
+
+
+async def _get_run(state: EmulatorState, request: Request) -> Response:
+    run = state.get_run(request.path_params["workflow_run_id"], NAME)
+    if run is None:
+        raise ApiError(404, "Workflow run not found.", "not_found")
+    return JSONResponse(_detail(run, time.monotonic()))
+
+
+async def _stop(state: EmulatorState, request: Request) -> Response:
+    body = await json_object(request)
+    if not isinstance(body.get("user"), str) or not body["user"]:
+        raise ApiError(400, "Arg user must be provided.", "invalid_param")
+    run = state.find(request.path_params["task_id"])
+    if run is not None and run.platform == NAME:
+        state.cancel(run.run_id)
+    return JSONResponse({"result": "success"})
+
+
+async def _info(state: EmulatorState, request: Request) -> Response:
+    return JSONResponse(APP_INFO)
+
+
+# ----------------------------------------------------------------------------------------- node model
+@dataclass(frozen=True, slots=True)
+class _Node:
+    node_id: str
+    node_type: str
+    title: str
+    index: int
+    predecessor: str | None
+    start: float
+    end: float
+    status: str
+    chunks: tuple[tuple[float, str], ...] = ()
+
+    @property
+    def consumed(self) -> bool:
+        return self.node_type == "llm" and self.status != "stopped"
+
+
+_GRAPH = (("start", "start", "Start"), ("llm", "llm", "LLM"), ("end", "end", "End"))
+_CHUNKS = 3
+
+
+def _plan(run: Run) -> list[_Node]:
+    """The run's node executions, cut short where the run was stopped."""
+    outcome = run.scenario.outcome
+    layout = _GRAPH if outcome in ("succeeded", "partial") else _GRAPH[:2]
+    duration, cut = run.scenario.duration_seconds, run.end_mono
+    share = duration / len(_GRAPH)
+    nodes: list[_Node] = []
+    for position, (node_id, node_type, title) in enumerate(layout):
+        start = run.start_mono + position * share
+        if start > cut:
+            break
+        natural_end = run.start_mono + duration if position == len(layout) - 1 else start + share
+        status = _natural_status(node_id, outcome, last=position == len(layout) - 1)
+        chunks = _chunks(run, start, natural_end) if node_type == "llm" and status == "succeeded" else ()
+        if natural_end > cut:
+            natural_end, status = cut, "stopped"
+        predecessor = layout[position - 1][0] if position else None
+        node = _Node(node_id, node_type, title, position + 1, predecessor, start, natural_end, status, chunks)
+        nodes.append(node)
+    return nodes
+
+
+def _natural_status(node_id: str, outcome: str, *, last: bool) -> str:
+    if outcome == "failed" and last:
+        return "failed"
+    if outcome == "canceled" and last:
+        return "stopped"
+    if outcome == "partial" and node_id == "llm":
+        return "exception"
+    return "succeeded"
+
+
+def _chunks(run: Run, start: float, end: float) -> tuple[tuple[float, str], ...]:
+    text = _llm_text(run)
+    size = max(-(-len(text) // _CHUNKS), 1)
+    pieces = [text[offset : offset + size] for offset in range(0, len(text), size)] or [""]
+    step = (end - start) / (len(pieces) + 1)
+    return tuple((start + step * (number + 1), piece) for number, piece in enumerate(pieces))
+
+
+def _llm_text(run: Run) -> str:
+    for value in run.outputs.values():
+        if isinstance(value, str):
+            return value
+    return json.dumps(run.outputs, ensure_ascii=False)
+
+
+# ------------------------------------------------------------------------------------------- payloads
+def _detail(run: Run, now: float) -> dict[str, Any]:
+    """``GET /workflows/run/{id}``: inputs as a JSON string, outputs ``{}`` until done."""
+    done = run.is_done(now)
+    finished = [node for node in _plan(run) if done or node.end <= now]
+    return {
+        "id": run.run_id,
+        "workflow_id": run.workflow_id,
+        "status": STATUSES[run.phase(now)],
+        "inputs": json.dumps(run.inputs, ensure_ascii=False),
+        "outputs": _outputs(run) if done else {},
+        "error": _run_error(run) if done else None,
+        "total_steps": len(finished),
+        "total_tokens": _tokens(run, finished),
+        "created_at": int(run.created_wall),
+        "finished_at": int(run.wall(run.end_mono)) if done else None,
+        "elapsed_time": round(run.end_mono - run.start_mono, 6) if done else None,
+    }
+
+
+def _finished(run: Run, plan: list[_Node], *, stream: bool) -> dict[str, Any]:
+    """``data`` of ``workflow_finished`` (stream) and of the blocking response."""
+    data = {
+        "id": run.run_id,
+        "workflow_id": run.workflow_id,
+        "status": STATUSES[run.final_phase],
+        "outputs": _outputs(run),
+        "error": _run_error(run),
+        "elapsed_time": round(run.end_mono - run.start_mono, 6),
+        "total_tokens": _tokens(run, plan),
+        "total_steps": len(plan),
+        "created_at": int(run.created_wall),
+        "finished_at": int(run.wall(run.end_mono)),
+    }
+    if stream:
+        user = run.extra.get("user", "")
+        data["created_by"] = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"dify-user:{user}")), "user": user}
+        data["exceptions_count"] = sum(node.status == "exception" for node in plan)
+        data["files"] = []
+    return data
+
+
+def _outputs(run: Run) -> dict[str, Any]:
+    return run.outputs if run.final_phase in ("succeeded", "partial") else {}
+
+
+def _run_error(run: Run) -> str | None:
+    return run.scenario.error_reason if run.final_phase == "failed" else None
+
+
+def _tokens(run: Run, nodes: list[_Node]) -> int:
+    return run.scenario.tokens if any(node.consumed for node in nodes) else 0
+
+
+def _node_data(run: Run, node: _Node) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{run.run_id}:{node.node_id}")),
+        "node_id": node.node_id,
+        "node_type": node.node_type,
+        "title": node.title,
+        "index": node.index,
+        "predecessor_node_id": node.predecessor,
+        "inputs": _node_inputs(run, node),
+        "inputs_truncated": False,
+        "created_at": int(run.wall(node.start)),
+        "extras": {},
+        "iteration_id": None,
+        "loop_id": None,
+    }
+
+
+def _node_inputs(run: Run, node: _Node) -> dict[str, Any] | None:
+    if node.node_type == "start":
+        return {key: value for key, value in run.inputs.items() if key != SCENARIO_INPUT_KEY}
+    return None
+
+
+def _node_finished_data(run: Run, node: _Node) -> dict[str, Any]:
+    consumed = node.consumed
+    failed = node.status in ("failed", "exception")
+    return {
+        **_node_data(run, node),
+        "process_data": None,
+        "process_data_truncated": False,
+        "outputs": _node_outputs(run, node),
+        "outputs_truncated": False,
+        "status": node.status,
+        "error": run.scenario.error_reason if failed else None,
+        "elapsed_time": round(node.end - node.start, 6),
+        "execution_metadata": {
+            "total_tokens": run.scenario.tokens if consumed else 0,
+            "total_price": run.cost if consumed else 0,
+            "currency": "USD",
+        },
+        "finished_at": int(run.wall(node.end)),
+        "files": [],
+    }
+
+
+def _node_outputs(run: Run, node: _Node) -> dict[str, Any] | None:
+    if node.status != "succeeded":
+        return None
+    if node.node_type == "start":
+        return _node_inputs(run, node)
+    return {"text": _llm_text(run)} if node.node_type == "llm" else run.outputs
+
+
+# -------------------------------------------------------------------------------------------- streaming
+def _event(run: Run, name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event": name, "task_id": run.extra["task_id"], "workflow_run_id": run.run_id, "data": data}
+
+
+def _timeline(run: Run) -> list[tuple[float, dict[str, Any]]]:
+    """Every event after ``workflow_started``, with the monotonic instant it becomes due."""
+    plan = _plan(run)
+    events: list[tuple[float, dict[str, Any]]] = []
+    for node in plan:
+        events.append((node.start, _event(run, "node_started", _node_data(run, node))))
+        for due, text in node.chunks:
+            if due < node.end:
+                chunk = {"text": text, "from_variable_selector": [node.node_id, "text"]}
+                events.append((due, _event(run, "text_chunk", chunk)))
+        events.append((node.end, _event(run, "node_finished", _node_finished_data(run, node))))
+    events.append((run.end_mono, _event(run, "workflow_finished", _finished(run, plan, stream=True))))
+    return events
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+async def _stream(state: EmulatorState, run: Run) -> AsyncIterator[bytes]:
+    """The SSE body. The timeline is recomputed on each wake-up, so a stop shows up at once."""
+    started = {
+        "id": run.run_id,
+        "workflow_id": run.workflow_id,
+        "inputs": run.inputs,
+        "created_at": int(run.created_wall),
+        "reason": "initial",
+    }
+    yield _sse(_event(run, "workflow_started", started))
+    sent, next_ping = 0, time.monotonic() + state.ping_interval
+    while True:
+        events, now = _timeline(run), time.monotonic()
+        while sent < len(events) and events[sent][0] <= now:
+            yield _sse(events[sent][1])
+            sent += 1
+        if sent >= len(events):
+            return
+        if now >= next_ping:
+            yield b"event: ping\n\n"
+            next_ping = now + state.ping_interval
+        await state.wait_until(run, min(events[sent][0], next_ping))

@@ -1,0 +1,210 @@
+"""
+``make demo``: run the example DAGs with ``airflow dags test`` and print what each run returned.
+
+By default every platform is the built-in emulator on a free loopback port, so the demo works offline
+on a fresh clone. A platform whose API key is in the environment is used for real instead:
+
+* ``WFRUN_DIFY_API_KEY`` (+ optional ``WFRUN_DIFY_HOST``, default ``https://api.dify.ai/v1``)
+* ``WFRUN_GPTBOTS_API_KEY`` (+ optional ``WFRUN_GPTBOTS_HOST``, default ``https://api-sg.gptbots.ai/v1``)
+* ``WFRUN_CHENYU_API_KEY`` (+ optional ``WFRUN_CHENYU_HOST``) and ``WFRUN_CHENYU_WORKFLOW_ID``
+
+Airflow lives in ``.airflow-home/`` inside the checkout (git-ignored): a SQLite database and the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+HOME = REPO / ".airflow-home"
+PLATFORMS = ("dify", "gptbots", "chenyu")
+EXAMPLES = ("example_wfrun_dify", "example_wfrun_gptbots", "example_wfrun_chenyu", "example_wfrun_fan_out")
+DEMO_WORKFLOW_ID = "wf_861ef31e94dcfb10e6e7"
+EMULATOR_KEY = "demo-key"
+EMULATOR_ROOTS = {"dify": "/dify/v1", "gptbots": "/gptbots/v1", "chenyu": "/chenyu/api/open/v2"}
+
+
+def airflow_environment() -> dict[str, str]:
+    bundles = [
+        {
+            "name": "wfrun_examples",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(REPO / "example_dags"), "refresh_interval": 0},
+        }
+    ]
+    return {
+        "AIRFLOW_HOME": str(HOME),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{HOME}/airflow.db",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def emulator(needed: bool):
+    """Start the emulator in its own process (if any platform uses it) and stop it afterwards."""
+    if not needed:
+        yield None
+        return
+    port = free_port()
+    command = [sys.executable, "-m", "airflow_provider_wfrun.emulator", "--host", "127.0.0.1"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--api-key", EMULATOR_KEY],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(f"{url}/_emulator/stats", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the emulator exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the emulator did not start within 20 s")
+
+
+def connections(emulator_url: str | None) -> tuple[dict[str, str], list[str]]:
+    """``AIRFLOW_CONN_WFRUN_*`` for each platform, and which platforms are real."""
+    env, real = {}, []
+    for platform in PLATFORMS:
+        key = os.environ.get(f"WFRUN_{platform.upper()}_API_KEY")
+        if key:
+            real.append(platform)
+            conn: dict[str, Any] = {"conn_type": platform, "password": key}
+            if os.environ.get(f"WFRUN_{platform.upper()}_HOST"):
+                conn["host"] = os.environ[f"WFRUN_{platform.upper()}_HOST"]
+        else:
+            conn = {
+                "conn_type": platform,
+                "host": f"{emulator_url}{EMULATOR_ROOTS[platform]}",
+                "password": EMULATOR_KEY,
+            }
+        env[f"AIRFLOW_CONN_WFRUN_{platform.upper()}"] = json.dumps(conn)
+    return env, real
+
+
+def airflow(*args: str, env: dict[str, str], log: Path | None = None) -> int:
+    command = [sys.executable, "-m", "airflow", *args]
+    if log is None:
+        return subprocess.run(command, env=env, capture_output=True, check=False).returncode
+    with log.open("w") as out:
+        return subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def results(env: dict[str, str]) -> list[dict[str, Any]]:
+    """The result dicts the example tasks returned, read from the demo's metadata database."""
+    os.environ.update(env)
+    from airflow.models.dagrun import DagRun
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    rows = []
+    with create_session() as session:
+        for dag_id in EXAMPLES:
+            latest = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
+            if latest is None:
+                continue
+            xcoms = session.query(XComModel).filter(
+                XComModel.dag_id == dag_id, XComModel.run_id == latest.run_id, XComModel.key == "return_value"
+            )
+            for entry in xcoms.order_by(XComModel.task_id, XComModel.map_index):
+                value = entry.value
+                if isinstance(value, str) and value.startswith("{"):
+                    value = json.loads(value)
+                if isinstance(value, dict) and {"run_id", "platform", "cost"} <= value.keys():
+                    rows.append({"dag": dag_id, **value})
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = ("platform", "run id", "status", "duration", "outputs", "cost")
+    table = [header] + [
+        (
+            row["platform"],
+            row["run_id"],
+            row["status"],
+            f"{row['duration_seconds']:.2f} s" if row["duration_seconds"] is not None else "-",
+            shorten(json.dumps(row["outputs"], ensure_ascii=False), 44),
+            cost_text(row["cost"]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    for index, line in enumerate(table):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def cost_text(cost: dict[str, Any]) -> str:
+    parts = []
+    if cost.get("total") is not None:
+        parts.append(f"{cost['total']} {cost.get('currency') or ''}".strip())
+    if cost.get("tokens") is not None:
+        parts.append(f"{cost['tokens']} tokens")
+    return ", ".join(parts) or "-"
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def main() -> int:
+    HOME.mkdir(exist_ok=True)
+    (HOME / "demo-logs").mkdir(exist_ok=True)
+    uses_emulator = any(not os.environ.get(f"WFRUN_{p.upper()}_API_KEY") for p in PLATFORMS)
+    with emulator(uses_emulator) as emulator_url:
+        conn_env, real = connections(emulator_url)
+        env = {**os.environ, **airflow_environment(), **conn_env}
+        where = ", ".join(f"{p}: {'real API' if p in real else 'emulator'}" for p in PLATFORMS)
+        print(f"Platforms: {where}\nAirflow home: {HOME}\n")
+        if airflow("db", "migrate", env=env) != 0:
+            raise SystemExit("airflow db migrate failed")
+        conf = json.dumps({"workflow_id": os.environ.get("WFRUN_CHENYU_WORKFLOW_ID", DEMO_WORKFLOW_ID)})
+        failed = []
+        for dag_id in EXAMPLES:
+            started = time.monotonic()
+            log = HOME / "demo-logs" / f"{dag_id}.log"
+            code = airflow("dags", "test", dag_id, "--conf", conf, env=env, log=log)
+            outcome = "ok" if code == 0 else "FAILED"
+            print(f"{dag_id:<26} {outcome:<6} in {time.monotonic() - started:5.1f} s  ({log})")
+            if code != 0:
+                failed.append(dag_id)
+        print()
+        print_table(results(env))
+    if failed:
+        print(f"\n{len(failed)} DAG(s) failed: {', '.join(failed)}; see their logs above.")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The trigger against the emulator over real HTTP: how waiting ends, what it logs, and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import PLATFORMS, WORKFLOW_IDS
+
+from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook, shared_async_client
+from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
+
+
+def submit(conn_id: str, platform: str, **scenario: object):
+    return WorkflowRunHook(conn_id).submit_run(
+        {"q": "x", "_emulator": scenario}, workflow_id=WORKFLOW_IDS[platform]
+    )
+
+
+def trigger_for(conn_id: str, run, *, timeout: float = 30.0, **kwargs: object) -> WorkflowRunTrigger:
+    return WorkflowRunTrigger(
+        conn_id=conn_id,
+        run_id=run.run_id,
+        end_time=time.time() + timeout,
+        poll_interval=kwargs.pop("poll_interval", 0.05),
+        platform_task_id=run.task_id,
+        **kwargs,
+    )
+
+
+async def events_of(trigger: WorkflowRunTrigger) -> list[dict]:
+    return [event.payload async for event in trigger.run()]
+
+
+def test_serialization_is_exact_and_has_no_secret(emulator):
+    trigger = WorkflowRunTrigger(
+        conn_id="wfrun_dify", run_id="r-1", end_time=1_800_000_000.5, poll_interval=7, platform_task_id="t-1"
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_wfrun.triggers.workflow_run.WorkflowRunTrigger"
+    assert kwargs == {
+        "conn_id": "wfrun_dify",
+        "run_id": "r-1",
+        "end_time": 1_800_000_000.5,
+        "poll_interval": 7,
+        "platform_task_id": "t-1",
+        "cancel_on_kill": True,
+        "max_consecutive_failures": 5,
+        "max_poll_interval": 300.0,
+    }
+    assert emulator.api_key not in repr(trigger)
+    assert WorkflowRunTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_kwargs_stored_by_an_older_release_still_build_a_trigger():
+    """Stored triggers have only the original kwargs: every later kwarg must have a default."""
+    trigger = WorkflowRunTrigger(conn_id="c", run_id="r", end_time=1.0)
+    assert trigger.poll_interval == 10.0
+    assert trigger.platform_task_id is None
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_success_fires_one_small_event(connections, platform):
+    run = submit(connections[platform], platform, duration_seconds=0.3)
+    events = await events_of(trigger_for(connections[platform], run))
+    assert len(events) == 1
+    assert events[0]["status"] == "succeeded"
+    assert events[0]["run_id"] == run.run_id
+    assert events[0]["error_type"] is None
+    assert "outputs" not in events[0]
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_failure_event_carries_the_platform_reason(connections, platform):
+    run = submit(
+        connections[platform], platform, duration_seconds=0.1, outcome="failed", error_reason="GPU lost"
+    )
+    [event] = await events_of(trigger_for(connections[platform], run))
+    assert event["status"] == "failed"
+    if platform != "gptbots":  # GPTBots reports no reason for a failed run
+        assert "GPU lost" in event["message"]
+
+
+async def test_platform_side_cancel_is_a_canceled_event(connections, emulator):
+    run = submit(connections["chenyu"], "chenyu", duration_seconds=5)
+    trigger = trigger_for(connections["chenyu"], run)
+    task = asyncio.ensure_future(events_of(trigger))
+    await asyncio.sleep(0.3)
+    assert emulator.state.cancel(run.run_id)
+    [event] = await task
+    assert event["status"] == "canceled"
+
+
+async def test_deadline_fires_a_timeout_event_and_leaves_the_cancel_to_the_worker(connections, emulator):
+    run = submit(connections["dify"], "dify", duration_seconds=10)
+    started = time.monotonic()
+    [event] = await events_of(trigger_for(connections["dify"], run, timeout=0.5))
+    assert (event["status"], event["error_type"]) == ("timeout", "timeout")
+    assert event["platform_task_id"] == run.task_id
+    assert time.monotonic() - started < 5
+    assert emulator.state.stats()["cancels"]["dify"] == 0
+
+
+async def test_transient_poll_failures_are_tolerated(connections, emulator):
+    run = submit(connections["gptbots"], "gptbots", duration_seconds=0.5)
+    emulator.state.add_fault({"route": "gptbots.get", "kind": "503", "count": 4})
+    [event] = await events_of(trigger_for(connections["gptbots"], run))
+    assert event["status"] == "succeeded"
+    assert emulator.state.stats()["faults"]["503"] == 4
+
+
+async def test_a_bounded_run_of_failed_polls_ends_in_an_error_event(connections, emulator):
+    run = submit(connections["chenyu"], "chenyu", duration_seconds=30)
+    emulator.state.add_fault({"route": "chenyu.execution", "kind": "malformed"})
+    trigger = trigger_for(connections["chenyu"], run, max_consecutive_failures=2)
+    [event] = await events_of(trigger)
+    assert event["status"] == "error"
+    assert event["error_type"] == "invalid_response"
+    assert event["message"].startswith("2 polls in a row failed")
+
+
+async def test_a_rejected_key_ends_at_once(connections, emulator, monkeypatch):
+    run = submit(connections["dify"], "dify", duration_seconds=30)
+    from conftest import connection_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_WFRUN_DIFY", connection_json(emulator, "dify", password="wrong-key"))
+    [event] = await events_of(trigger_for(connections["dify"], run))
+    assert (event["status"], event["error_type"]) == ("error", "authentication")
+    assert "wrong-key" not in event["message"]
+
+
+async def test_a_rebuilt_trigger_carries_on_with_the_same_deadline(connections, emulator):
+    """A triggerer restart: the trigger is rebuilt from its serialized kwargs and keeps polling."""
+    run = submit(connections["chenyu"], "chenyu", duration_seconds=1.0)
+    first = trigger_for(connections["chenyu"], run)
+    poll = asyncio.ensure_future(events_of(first))
+    await asyncio.sleep(0.3)
+    poll.cancel()  # the triggerer died mid-wait
+    _, kwargs = first.serialize()
+    rebuilt = WorkflowRunTrigger(**kwargs)
+    assert rebuilt.end_time == first.end_time
+    [event] = await events_of(rebuilt)
+    assert event["status"] == "succeeded"
+    assert emulator.state.stats()["submissions"]["chenyu"] == 1
+
+
+async def test_logs_status_progress_queue_and_new_log_lines_once_each(connections, capsys):
+    run = submit(connections["chenyu"], "chenyu", queue_seconds=0.3, duration_seconds=0.8)
+    await events_of(trigger_for(connections["chenyu"], run, poll_interval=0.02, max_poll_interval=0.1))
+    output = capsys.readouterr().out  # Airflow's structured logging writes to stdout
+    status_lines = [line for line in output.splitlines() if f"chenyu run {run.run_id}: status" in line]
+    assert any("status queued, queue position 3" in line for line in status_lines)
+    assert any("status running" in line for line in status_lines)
+    assert any("status succeeded" in line and "progress 100%" in line for line in status_lines)
+    for line in (
+        "execution started",
+        "executing node 3 (KSampler)",
+        "node 3 progress 10/20",
+        "execution succeeded",
+    ):
+        assert output.count(f"[info] {line} ") == 1, line
+    assert len(status_lines) < 25  # dozens of polls, but only changes are logged
+
+
+async def test_the_platform_queue_estimate_stretches_the_next_poll(connections, emulator):
+    """chenyu says the wait is ~1 s: the trigger waits for it (capped) instead of polling every 20 ms."""
+    run = submit(connections["chenyu"], "chenyu", queue_seconds=1.0, duration_seconds=0.1)
+    await events_of(trigger_for(connections["chenyu"], run, poll_interval=0.02, max_poll_interval=0.5))
+    polls = emulator.state.stats()["requests"]["chenyu.execution"]
+    assert polls <= 8, polls  # ~1.1 s of waiting at 20 ms would be 55 polls
+
+
+async def test_on_kill_cancels_where_the_platform_can(connections, emulator):
+    run = submit(connections["dify"], "dify", duration_seconds=30)
+    await trigger_for(connections["dify"], run).on_kill()
+    assert emulator.state.stats()["cancels"]["dify"] == 1
+    assert WorkflowRunHook(connections["dify"]).get_run(run.run_id).status.value == "canceled"
+
+
+async def test_on_kill_without_cancel_api_or_when_disabled_sends_nothing(connections, emulator):
+    run = submit(connections["gptbots"], "gptbots", duration_seconds=30)
+    await trigger_for(connections["gptbots"], run).on_kill()
+    dify_run = submit(connections["dify"], "dify", duration_seconds=30)
+    await trigger_for(connections["dify"], dify_run, cancel_on_kill=False).on_kill()
+    assert emulator.state.stats()["cancels"] == {"chenyu": 0, "dify": 0, "gptbots": 0}
+
+
+async def test_many_triggers_share_one_http_client_per_event_loop(connections):
+    runs = [submit(connections["gptbots"], "gptbots", duration_seconds=0.2) for _ in range(5)]
+    client = shared_async_client()
+    events = await asyncio.gather(*(events_of(trigger_for(connections["gptbots"], run)) for run in runs))
+    assert [e[0]["status"] for e in events] == ["succeeded"] * 5
+    assert shared_async_client() is client
