@@ -18,8 +18,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check airflow_provider_wfrun tests example_dags
-	$(BIN)/ruff format --check airflow_provider_wfrun tests example_dags
+	$(BIN)/ruff check airflow_provider_wfrun tests example_dags scripts
+	$(BIN)/ruff format --check airflow_provider_wfrun tests example_dags scripts
 
 clean:
 	rm -rf $(VENV) .airflow-home .pytest_cache .ruff_cache
