@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException
 
 if TYPE_CHECKING:
     from airflow_provider_wfrun.models import WorkflowRun
@@ -36,9 +36,19 @@ class WorkflowRunError(AirflowException):
         """A stable, short name for trigger events and XCom (``authentication``, ``not_found``...)."""
         return _ERROR_TYPES.get(type(self), "error")
 
+    def amend(self, note: str) -> WorkflowRunError:
+        """Append ``note`` to the message, keeping the type and every attribute; returns ``self``."""
+        self.message = f"{self.message}; {note}"
+        self.args = (self._format(self.message),)
+        return self
+
 
 class InvalidInputError(WorkflowRunError, ValueError):
     """A parameter or connection is unusable; raised before anything is sent to the platform."""
+
+
+class ConnectionNotFoundError(InvalidInputError, AirflowNotFoundException):
+    """The connection id is not defined (still an ``AirflowNotFoundException`` for callers catching that)."""
 
 
 class WorkflowRunConnectionError(WorkflowRunError):
@@ -130,9 +140,25 @@ class RunTimeoutError(WorkflowRunError):
     """The run did not finish before the task's deadline; it was canceled where the platform allows."""
 
 
+class OutputTooLargeError(WorkflowRunError):
+    """
+    The run succeeded, but its result is larger than ``max_output_bytes`` allows in XCom.
+
+    Nothing is lost: the run id and URL are already in XCom, and the outputs stay on the platform.
+    ``size`` and ``limit`` are in bytes of JSON; ``run`` is the finished run.
+    """
+
+    def __init__(self, message: str, *, run: WorkflowRun, size: int, limit: int) -> None:
+        self.run = run
+        self.size = size
+        self.limit = limit
+        super().__init__(message, platform=run.platform, run_id=run.run_id)
+
+
 _ERROR_TYPES: dict[type[WorkflowRunError], str] = {
     WorkflowRunError: "error",
     InvalidInputError: "invalid_input",
+    ConnectionNotFoundError: "connection_not_found",
     WorkflowRunConnectionError: "connection",
     AuthenticationError: "authentication",
     RunNotFoundError: "not_found",
@@ -143,6 +169,7 @@ _ERROR_TYPES: dict[type[WorkflowRunError], str] = {
     RunFailedError: "run_failed",
     RunCanceledError: "run_canceled",
     RunTimeoutError: "timeout",
+    OutputTooLargeError: "output_too_large",
 }
 
 #: Error types a trigger event may carry, mapped back to the exception the worker raises.

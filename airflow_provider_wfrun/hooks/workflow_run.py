@@ -22,7 +22,8 @@ import json
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from airflow.providers.common.compat.connection import get_async_connection
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 from httpx_sse import aconnect_sse, connect_sse
 from tenacity import (
     AsyncRetrying,
@@ -44,6 +45,7 @@ from tenacity import (
 
 from airflow_provider_wfrun import __version__
 from airflow_provider_wfrun.exceptions import (
+    ConnectionNotFoundError,
     InvalidInputError,
     InvalidResponseError,
     PlatformError,
@@ -116,6 +118,18 @@ def _base_url(conn_id: str, host: str) -> str:
             "put the API key in the password field"
         )
     return host.rstrip("/")
+
+
+@contextmanager
+def _connection_lookup(conn_id: str) -> Iterator[None]:
+    """A missing connection is bad input: say which id and how to define it."""
+    try:
+        yield
+    except AirflowNotFoundException:
+        raise ConnectionNotFoundError(
+            f"connection {conn_id!r} is not defined: create it with type dify, gptbots or chenyu "
+            f'(e.g. AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "dify", "password": "..."}}\')'
+        ) from None
 
 
 def parse_retry_after(value: str | None, *, cap: float) -> float | None:
@@ -198,14 +212,17 @@ class WorkflowRunHook(BaseHook):
     # --- connection ------------------------------------------------------------------------------
     def get_platform_connection(self) -> PlatformConnection:
         if self._connection is None:
-            self._set_connection(platform_connection(self.get_connection(self.conn_id)))
+            with _connection_lookup(self.conn_id):
+                conn = self.get_connection(self.conn_id)
+            self._set_connection(platform_connection(conn))
         assert self._connection is not None
         return self._connection
 
     async def aget_platform_connection(self) -> PlatformConnection:
         """Resolve the connection without blocking the event loop (the triggerer's rule)."""
         if self._connection is None:
-            conn = await get_async_connection(self.conn_id, hook=self)
+            with _connection_lookup(self.conn_id):
+                conn = await get_async_connection(self.conn_id, hook=self)
             self._set_connection(platform_connection(conn))
         assert self._connection is not None
         return self._connection
@@ -510,7 +527,7 @@ class _TransportErrors:
         if isinstance(exc, httpx.TransportError):
             kind = type(exc).__name__
             error = WorkflowRunConnectionError(
-                f"could not complete the request ({kind}: {exc or 'no detail'})",
+                f"could not complete the request ({kind}: {str(exc) or 'no detail'})",
                 platform=self.platform,
                 run_id=self.run_id,
             )

@@ -146,7 +146,8 @@ async def test_a_rebuilt_trigger_carries_on_with_the_same_deadline(connections, 
 
 
 async def test_logs_status_progress_queue_and_new_log_lines_once_each(connections, capsys):
-    run = submit(connections["chenyu"], "chenyu", queue_seconds=0.3, duration_seconds=0.8)
+    # 2 s of queue: position 3 is shown for the first 0.5 s, long enough for the first poll on a busy machine
+    run = submit(connections["chenyu"], "chenyu", queue_seconds=2.0, duration_seconds=0.8)
     await events_of(trigger_for(connections["chenyu"], run, poll_interval=0.02, max_poll_interval=0.1))
     output = capsys.readouterr().out  # Airflow's structured logging writes to stdout
     status_lines = [line for line in output.splitlines() if f"chenyu run {run.run_id}: status" in line]
