@@ -1,34 +1,71 @@
-"""Provider metadata for Airflow's ProvidersManager (the ``apache_airflow_provider`` entry point)."""
+"""
+Provider metadata for Airflow's ProvidersManager (the ``apache_airflow_provider`` entry point).
+
+Airflow calls this while it is still initializing its configuration, so it must not import anything
+that imports Airflow: the connection types are read from the adapter modules' source (their literal
+class attributes) rather than by importing them. The adapters stay the one place a platform is
+described; ``tests/unit/test_provider_info.py`` checks this reading against the imported classes.
+"""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 from airflow_provider_wfrun import __version__
 
 _INTEGRATION = "AI workflow platforms"
 _PACKAGE = "airflow_provider_wfrun"
+_PLATFORMS_DIR = Path(__file__).parent / "platforms"
+_ADAPTER_FIELDS = ("name", "display_name", "default_host", "extra_fields")
 
 
-def _connection_type(adapter_class: Any) -> dict[str, Any]:
+def _adapter_declarations() -> list[dict[str, Any]]:
+    """The literal attributes of every ``...Adapter`` class in ``platforms/``, without importing it."""
+    adapters = []
+    for path in sorted(_PLATFORMS_DIR.glob("*.py")):
+        if path.stem in ("__init__", "base"):
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Adapter"):
+                fields: dict[str, Any] = {"class_name": node.name}
+                for statement in node.body:
+                    target, value = _assignment(statement)
+                    if target in _ADAPTER_FIELDS and value is not None:
+                        fields[target] = ast.literal_eval(value)
+                adapters.append(fields)
+    return adapters
+
+
+def _assignment(statement: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+        target = statement.targets[0]
+        return (target.id if isinstance(target, ast.Name) else None), statement.value
+    if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+        return statement.target.id, statement.value
+    return None, None
+
+
+def _connection_type(adapter: dict[str, Any]) -> dict[str, Any]:
     fields = {
         name: {"label": name, "description": text, "schema": {"type": ["string", "boolean", "null"]}}
-        for name, text in adapter_class.extra_fields.items()
+        for name, text in adapter.get("extra_fields", {}).items()
     }
     fields["run_url_template"] = {
         "label": "Run URL template",
         "description": "Link shown on the task, with {run_id} and {workflow_id} (default: the run's API URL)",
         "schema": {"type": ["string", "null"]},
     }
-    hook_class = f"{adapter_class.__name__.removesuffix('Adapter')}Hook"
+    hook_class = f"{adapter['class_name'].removesuffix('Adapter')}Hook"
     return {
         "hook-class-name": f"{_PACKAGE}.hooks.workflow_run.{hook_class}",
-        "hook-name": adapter_class.display_name,
-        "connection-type": adapter_class.name,
+        "hook-name": adapter["display_name"],
+        "connection-type": adapter["name"],
         "ui-field-behaviour": {
             "hidden-fields": ["schema", "port", "login"],
             "relabeling": {"host": "API root URL", "password": "API key"},
-            "placeholders": {"host": adapter_class.default_host},
+            "placeholders": {"host": adapter["default_host"]},
         },
         "conn-fields": fields,
     }
@@ -39,8 +76,6 @@ def _modules(layer: str) -> list[dict[str, Any]]:
 
 
 def get_provider_info() -> dict[str, Any]:
-    from airflow_provider_wfrun.platforms import adapter_classes
-
     return {
         "package-name": "airflow-provider-wfrun",
         "name": "AI workflow runs (Dify, GPTBots, chenyu.cn)",
@@ -51,6 +86,6 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": _modules("triggers"),
         "sensors": _modules("sensors"),
         "operators": _modules("operators"),
-        "connection-types": [_connection_type(cls) for cls in adapter_classes().values()],
+        "connection-types": [_connection_type(adapter) for adapter in _adapter_declarations()],
         "extra-links": [f"{_PACKAGE}.operators.workflow_run.WorkflowRunLink"],
     }

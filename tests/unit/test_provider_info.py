@@ -1,0 +1,53 @@
+"""Registration with Airflow: the provider info, its connection types and hooks, and import safety."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_wfrun.get_provider_info import get_provider_info
+from airflow_provider_wfrun.hooks.workflow_run import PLATFORM_HOOKS
+from airflow_provider_wfrun.platforms import adapter_classes
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "airflow_provider_wfrun.exceptions",
+        "airflow_provider_wfrun.models",
+        "airflow_provider_wfrun.platforms",
+        "airflow_provider_wfrun.hooks.workflow_run",
+        "airflow_provider_wfrun.operators.workflow_run",
+    ],
+)
+def test_any_module_can_be_the_first_import(module):
+    """Airflow runs get_provider_info while initializing; that must not loop back into our modules."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_connection_types_are_read_from_the_adapters_as_they_are():
+    declared = {item["connection-type"]: item for item in get_provider_info()["connection-types"]}
+    assert list(declared) == list(adapter_classes())
+    for conn_type, adapter in adapter_classes().items():
+        item = declared[conn_type]
+        assert item["hook-name"] == adapter.display_name
+        assert item["ui-field-behaviour"]["placeholders"]["host"] == adapter.default_host
+        assert set(item["conn-fields"]) == {*adapter.extra_fields, "run_url_template"}
+        hook_class = PLATFORM_HOOKS[conn_type]
+        assert item["hook-class-name"] == f"{hook_class.__module__}.{hook_class.__name__}"
+        assert hook_class.conn_type == conn_type
+
+
+def test_airflow_registers_the_hooks_and_the_extra_link():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-wfrun" in manager.providers
+    for conn_type in adapter_classes():
+        assert manager.hooks[conn_type].hook_class_name.endswith("Hook")
+    assert "airflow_provider_wfrun.operators.workflow_run.WorkflowRunLink" in manager.extra_links_class_names
