@@ -12,6 +12,11 @@ Design notes:
   absolute deadline; on a timeout event the worker cancels the run where the platform can and fails with
   :class:`~airflow_provider_wfrun.exceptions.RunTimeoutError`.
 * **Thin events.** The trigger reports how waiting ended; the worker fetches the final run itself.
+* **Bad input fails before anything is sent.** ``execute`` first checks the rendered fields, resolves and
+  validates the connection and builds the submit request locally, so a typo never reaches a paid API. A
+  result larger than ``max_output_bytes`` fails the task instead of bloating the metadata database.
+* **A lost submit answer is said so.** Dify and GPTBots cannot deduplicate a submit, so one whose answer
+  was lost is not retried, and the error says that a run may have started.
 """
 
 from __future__ import annotations
@@ -33,17 +38,30 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_wfrun.completion import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    StrictTemplateFieldsMixin,
     check_event,
+    check_flags,
+    check_hook_params,
+    check_inputs,
+    check_max_output_bytes,
     check_rendered_ids,
+    check_run_url_template,
+    check_workflow_id,
     is_timeout,
+    positive_seconds,
     raise_if_error,
+    resolve_connection,
     result_of,
     summary,
 )
 from airflow_provider_wfrun.exceptions import (
     InvalidInputError,
+    InvalidResponseError,
     NotSupportedError,
+    PlatformError,
     RunTimeoutError,
+    WorkflowRunConnectionError,
     WorkflowRunError,
 )
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
@@ -62,20 +80,19 @@ _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c2b8e-6a8a-4f0e-9d7e-2f5b8c0e7a11")
 
 
 class WorkflowRunLink(BaseOperatorLink):
-    """Opens the run on its platform; works while the run is going (the URL is pushed before waiting)."""
+    """
+    Opens the run on its platform, while the run is still going.
+
+    Airflow 3 resolves a link from the XCom named by ``xcom_key`` and writes that XCom only when a task
+    attempt ends or defers. Pointing it at ``run_url``, which the operator pushes the moment the run
+    exists, makes the link work during a wait in the worker too.
+    """
 
     name = "Workflow run"
+    xcom_key = XCOM_RUN_URL
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         return XCom.get_value(key=XCOM_RUN_URL, ti_key=ti_key) or ""
-
-
-def positive_seconds(name: str, value: float | timedelta) -> float:
-    """A duration parameter in seconds; a clear error for anything not a positive number or timedelta."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise InvalidInputError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
-    return float(seconds)
 
 
 def _handle_from_event(event: Any) -> dict[str, Any]:
@@ -85,7 +102,7 @@ def _handle_from_event(event: Any) -> dict[str, Any]:
     return {"run_id": event["run_id"], "platform_task_id": event.get("platform_task_id")}
 
 
-class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
+class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOperator):
     """
     Run an AI workflow on Dify, GPTBots or chenyu.cn and return its outputs and cost.
 
@@ -102,6 +119,8 @@ class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
     :param cancel_on_kill: Cancel the run when the task is killed (marked failed, cleared, timed out).
     :param allow_partial_success: Accept a partially succeeded run (Dify) as success.
     :param hook_params: Keyword arguments for :class:`WorkflowRunHook` (``timeout``, ``retry_limit``...).
+    :param max_output_bytes: Largest result (as JSON) to return to XCom, default 1 MiB; a larger one fails
+        the task with ``OutputTooLargeError`` (the run id and URL are in XCom already). None: no limit.
     :return: ``{"run_id", "platform", "workflow_id", "status", "outputs", "cost", "duration_seconds"}``, or
         the run id when ``wait=False``.
     """
@@ -126,13 +145,22 @@ class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
         cancel_on_kill: bool = True,
         allow_partial_success: bool = False,
         hook_params: Mapping[str, Any] | None = None,
+        max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(conn_id, str) and not conn_id.strip():
+        if conn_id is None or (isinstance(conn_id, str) and not conn_id.strip()):
             raise InvalidInputError("conn_id must name a connection of type dify, gptbots or chenyu")
-        if isinstance(inputs, (list, tuple, set, int, float, bool, bytes)):
-            raise InvalidInputError(f"inputs must be a mapping of input names to values, got {inputs!r}")
+        if inputs is not None and not isinstance(inputs, (Mapping, str)) and not hasattr(inputs, "resolve"):
+            raise InvalidInputError(
+                f"inputs must be a mapping of input names to values, got {type(inputs).__name__} {inputs!r}"
+            )
+        check_flags(
+            wait=wait,
+            deferrable=deferrable,
+            cancel_on_kill=cancel_on_kill,
+            allow_partial_success=allow_partial_success,
+        )
         self.conn_id = conn_id
         self.inputs = inputs if inputs is not None else {}
         self.workflow_id = workflow_id
@@ -142,7 +170,8 @@ class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
         self.timeout = positive_seconds("timeout", timeout)
         self.cancel_on_kill = cancel_on_kill
         self.allow_partial_success = allow_partial_success
-        self.hook_params = dict(hook_params or {})
+        self.hook_params = check_hook_params(hook_params)
+        self.max_output_bytes = check_max_output_bytes(max_output_bytes)
         self._handle: dict[str, Any] | None = None
         self._result: Any = None
 
@@ -151,18 +180,47 @@ class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
         return WorkflowRunHook(self.conn_id, **self.hook_params)
 
     def execute(self, context: Context) -> Any:
-        check_rendered_ids(conn_id=self.conn_id)
-        self._check_rendered_inputs()
+        self._check_before_sending(context)
         return self.execute_resumable(context)
+
+    def _check_before_sending(self, context: Context) -> None:
+        """Every check that needs no request: rendered fields, the connection, the submit request."""
+        check_rendered_ids(conn_id=self.conn_id)
+        self.workflow_id = check_workflow_id(self.workflow_id)
+        check_inputs(self.inputs)
+        resolve_connection(self.hook)
+        adapter = self.hook.adapter
+        # Adapters are pure: building the request checks what the platform needs (chenyu's workflow_id,
+        # GPTBots' lack of one) without sending anything.
+        adapter.submit_request(self.inputs, workflow_id=self.workflow_id, idempotency_key="check-only")
+        check_run_url_template(self.hook, self.workflow_id)
+        stored = self._stored_handle(context)
+        if stored and stored.get("run_id"):
+            try:
+                adapter.check_run_id(str(stored["run_id"]))
+            except InvalidInputError:
+                raise InvalidInputError(
+                    f"an earlier try of this task started run {stored['run_id']!r}, which is not a "
+                    f"{adapter.display_name} run id: connection {self.conn_id!r} changed platform between "
+                    "tries. Restore the connection to reattach to that run, or clear the task instance to "
+                    "start a new one",
+                    platform=adapter.name,
+                ) from None
 
     # --- ResumableJobMixin ---------------------------------------------------------------------------
     def submit_job(self, context: Context) -> dict[str, Any]:
         generation = self._generation(context)
-        run = self.hook.submit_run(
-            self.inputs,
-            workflow_id=self.workflow_id or None,
-            idempotency_key=self._idempotency_key(context, generation),
-        )
+        try:
+            run = self.hook.submit_run(
+                self.inputs,
+                workflow_id=self.workflow_id or None,
+                idempotency_key=self._idempotency_key(context, generation),
+            )
+        except WorkflowRunError as exc:
+            note = self._lost_submit_note(exc)
+            if note:
+                exc.amend(note)
+            raise
         handle = {
             "run_id": run.run_id,
             "platform_task_id": run.task_id,
@@ -271,7 +329,9 @@ class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
             context["ti"].xcom_push(key=XCOM_COST, value=cost)
         except Exception as exc:  # recording cost must never fail the task
             self.log.warning("Could not push the run's cost to XCom: %s", exc)
-        return result_of(run, allow_partial_success=self.allow_partial_success)
+        return result_of(
+            run, allow_partial_success=self.allow_partial_success, max_output_bytes=self.max_output_bytes
+        )
 
     def _give_up_at_deadline(self) -> None:
         handle = self._require_handle()
@@ -316,16 +376,29 @@ class RunWorkflowOperator(ResumableJobMixin, BaseOperator):
             return min(self.timeout, self.execution_timeout.total_seconds())
         return self.timeout
 
-    def _check_rendered_inputs(self) -> None:
-        if not isinstance(self.inputs, Mapping):
-            raise InvalidInputError(
-                f"inputs rendered to {type(self.inputs).__name__}, not a mapping; use a dict, or set "
-                "render_template_as_native_obj=True on the DAG for a template that builds one"
+    def _lost_submit_note(self, exc: WorkflowRunError) -> str | None:
+        """What to tell the user when a failed submit may have reached the platform and started a run."""
+        if "may have started" in exc.message:
+            return None
+        if isinstance(exc, PlatformError) and exc.is_transient:
+            what = f"HTTP {exc.http_status} after the request was sent"
+        elif isinstance(exc, WorkflowRunConnectionError) and exc.request_sent:
+            what = "the connection failed after the request was sent"
+        elif isinstance(exc, InvalidResponseError):
+            what = "the answer to the submit could not be read"
+        else:
+            return None
+        name = self.hook.adapter.display_name
+        if self.hook.adapter.idempotent_submit:
+            return (
+                f"{what}: the submit may have started a run. A retry of this task sends the same "
+                f"idempotency key, so {name} hands back that run instead of starting another"
             )
-        try:
-            json.dumps(self.inputs)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"inputs must be JSON-serializable: {exc}") from None
+        return (
+            f"{what}, and {name} cannot deduplicate submits, so it was not retried: the submit may have "
+            f"started a run this task cannot see. Look for it on {name} before the task is retried; a "
+            "retry submits a new run"
+        )
 
     def _generation(self, context: Context) -> int:
         """How many runs this task instance started before; a fresh one after a failed run gets a new key."""

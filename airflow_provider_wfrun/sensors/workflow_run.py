@@ -15,22 +15,30 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_wfrun.completion import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    StrictTemplateFieldsMixin,
     check_event,
+    check_flags,
+    check_hook_params,
+    check_max_output_bytes,
     check_rendered_ids,
     is_timeout,
+    positive_seconds,
     raise_if_error,
+    resolve_connection,
     result_of,
     summary,
 )
-from airflow_provider_wfrun.exceptions import InvalidInputError
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_wfrun.models import WorkflowRun
 
-class WorkflowRunSensor(BaseSensorOperator):
+
+class WorkflowRunSensor(StrictTemplateFieldsMixin, BaseSensorOperator):
     """
     Wait until a workflow run is finished, in poke, reschedule or deferrable mode.
 
@@ -41,6 +49,8 @@ class WorkflowRunSensor(BaseSensorOperator):
     :param allow_partial_success: Accept a partially succeeded run (Dify) as success.
     :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
     :param hook_params: Extra keyword arguments for :class:`WorkflowRunHook`.
+    :param max_output_bytes: Largest result (as JSON) to return to XCom, default 1 MiB; a larger one fails
+        the task with ``OutputTooLargeError``. None: no limit.
     :return: The result dict, as :class:`~airflow_provider_wfrun.operators.workflow_run.RunWorkflowOperator`.
     """
 
@@ -55,16 +65,21 @@ class WorkflowRunSensor(BaseSensorOperator):
         allow_partial_success: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         hook_params: Mapping[str, Any] | None = None,
+        max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
         **kwargs: Any,
     ) -> None:
+        # Checked before Airflow's own checks, which raise a bare ValueError and accept 0.
+        for name in ("poke_interval", "timeout"):
+            if name in kwargs:
+                positive_seconds(name, kwargs[name])
+        check_flags(allow_partial_success=allow_partial_success, deferrable=deferrable)
         super().__init__(**kwargs)
-        if self.poke_interval <= 0:
-            raise InvalidInputError(f"poke_interval must be positive, got {self.poke_interval!r}")
         self.conn_id = conn_id
         self.run_id = run_id
         self.allow_partial_success = allow_partial_success
         self.deferrable = deferrable
-        self.hook_params = dict(hook_params or {})
+        self.hook_params = check_hook_params(hook_params)
+        self.max_output_bytes = check_max_output_bytes(max_output_bytes)
 
     @cached_property
     def hook(self) -> WorkflowRunHook:
@@ -72,6 +87,8 @@ class WorkflowRunSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         check_rendered_ids(conn_id=self.conn_id, run_id=self.run_id)
+        resolve_connection(self.hook)
+        self.hook.adapter.check_run_id(self.run_id)
         if not self.deferrable:
             return super().execute(context)
         outcome = self.poke(context)
@@ -97,8 +114,11 @@ class WorkflowRunSensor(BaseSensorOperator):
             )
             return PokeReturnValue(is_done=False)
         self.log.info(summary(run))
-        return PokeReturnValue(
-            is_done=True, xcom_value=result_of(run, allow_partial_success=self.allow_partial_success)
+        return PokeReturnValue(is_done=True, xcom_value=self._result(run))
+
+    def _result(self, run: WorkflowRun) -> Any:
+        return result_of(
+            run, allow_partial_success=self.allow_partial_success, max_output_bytes=self.max_output_bytes
         )
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
@@ -108,4 +128,4 @@ class WorkflowRunSensor(BaseSensorOperator):
         raise_if_error(event)
         run = self.hook.get_run(self.run_id)
         self.log.info(summary(run))
-        return result_of(run, allow_partial_success=self.allow_partial_success)
+        return self._result(run)

@@ -70,6 +70,17 @@ def test_outputs_and_costs_reach_the_downstream_task(airflow_db, connections, em
     assert emulator.state.stats()["submissions"][platform] == 1
 
 
+def test_the_workflow_run_link_resolves_as_the_api_server_does(airflow_db, connections, emulator):
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    dag_run = run_dag("wfrun_test_operator_worker", **conf_for(connections, "gptbots"))
+    serialized_task = SerializedDagModel.get_dag("wfrun_test_operator_worker").get_task("run")
+    assert serialized_task.extra_links == ["Workflow run"]
+    link = serialized_task.get_extra_links(dag_run.get_task_instance("run"), "Workflow run")
+    assert link == xcom(dag_run, "run", key="run_url")
+    assert link.startswith(emulator.base_url("gptbots"))
+
+
 def test_a_failed_run_fails_the_task_with_the_platform_reason(airflow_db, connections, emulator, capfd):
     dag_run = run_dag(
         "wfrun_test_operator_deferrable",

@@ -1,0 +1,160 @@
+"""
+Reports for the fault matrix and the bad-input catalogue, printed at the end of the run.
+
+``tests/faults`` is a package so this file imports as ``faults.conftest`` and leaves the ``conftest``
+module of ``tests/`` (which test modules import helpers from) alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Cell:
+    """What one fault did to one task: how it ended, and how many requests it cost."""
+
+    platform: str
+    fault: str
+    phase: str
+    mode: str
+    outcome: str = "?"
+    retries: int = 0
+    #: The typed error's class name and message, and the part of the message that names the fault.
+    error: str = ""
+    message: str = ""
+    named: str = ""
+    submissions: int = 0
+    seconds: float = 0.0
+    note: str = ""
+    xfail: bool = False
+
+    def text(self, width: int) -> str:
+        """A printed cell: the outcome, or the error type, what names the fault, and the message."""
+        if not self.error:
+            text = f"{self.outcome} [{self.note}]" if self.note else self.outcome
+        else:
+            tags = "; ".join(part for part in (self.named, self.note) if part)
+            text = f"{self.error} ({tags}): {self.message}"
+        if self.xfail:
+            text = f"XFAIL {text}"
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    def markdown(self) -> str:
+        """One cell of the matrix in ``docs/failure-semantics.md``: short, without the message."""
+        if not self.error:
+            text = self.outcome
+        else:
+            text = f"`{self.error}` {self.named}"
+            if "may have started a run" in self.message:
+                text += ", may have started a run"
+        if self.note:
+            text += f"; {self.note}"
+        return f"{text} (xfail)" if self.xfail else text
+
+
+@dataclass
+class Reports:
+    cells: list[Cell] = field(default_factory=list)
+    catalogue: list[dict[str, Any]] = field(default_factory=list)
+
+
+_REPORTS = pytest.StashKey[Reports]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_REPORTS] = Reports()
+
+
+@pytest.fixture
+def reports(request: pytest.FixtureRequest) -> Reports:
+    return request.config.stash[_REPORTS]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    reports = config.stash.get(_REPORTS, None)
+    if reports is None:
+        return
+    if reports.cells:
+        for line in matrix_lines(reports.cells):
+            terminalreporter.write_line(line)
+        target = os.environ.get("WFRUN_FAULT_MATRIX_MARKDOWN")
+        if target:
+            Path(target).write_text("\n".join(matrix_markdown(reports.cells)) + "\n")
+    if reports.catalogue:
+        terminalreporter.write_sep("=", f"bad-input catalogue: {len(reports.catalogue)} cases")
+        for case in reports.catalogue:
+            terminalreporter.write_line(
+                f"{case['id']:<42} {case['error']:<20} {case['requests']:>2} req  {case['message'][:100]}"
+            )
+
+
+def matrix_lines(cells: list[Cell], width: int = 62) -> list[str]:
+    """The matrix as text: one row per platform and fault, one column per phase and mode."""
+    columns = sorted({(cell.phase, cell.mode) for cell in cells}, key=_column_order)
+    by_key = {(cell.platform, cell.fault, cell.phase, cell.mode): cell for cell in cells}
+    rows = sorted({(cell.platform, cell.fault) for cell in cells}, key=_row_order)
+    recovered = sum(cell.outcome.startswith(("recovered", "succeeded")) for cell in cells)
+    failed = sum(cell.outcome == "failed" for cell in cells)
+    seconds = sum(cell.seconds for cell in cells)
+    lines = [
+        "=" * 30 + f" fault matrix: {len(cells)} cells, {recovered} recovered or succeeded, "
+        f"{failed} failed with a typed error, {seconds:.0f} s " + "=" * 30,
+        f"{'platform':<8} {'fault':<12} " + " ".join(f"{p + ' (' + m + ')':<{width}}" for p, m in columns),
+    ]
+    for platform, fault in rows:
+        texts = []
+        for phase, mode in columns:
+            cell = by_key.get((platform, fault, phase, mode))
+            texts.append(f"{cell.text(width) if cell else '-':<{width}}")
+        lines.append(f"{platform:<8} {fault:<12} " + " ".join(texts))
+    return lines
+
+
+def matrix_markdown(cells: list[Cell]) -> list[str]:
+    """The matrix as a Markdown table, for ``docs/failure-semantics.md``."""
+    columns = sorted({(cell.phase, cell.mode) for cell in cells}, key=_column_order)
+    by_key = {(cell.platform, cell.fault, cell.phase, cell.mode): cell for cell in cells}
+    rows = sorted({(cell.platform, cell.fault) for cell in cells}, key=_row_order)
+    lines = [
+        "| platform | fault | " + " | ".join(f"{phase}, {mode}" for phase, mode in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for platform, fault in rows:
+        texts = [
+            by_key[(platform, fault, *column)].markdown() if (platform, fault, *column) in by_key else "-"
+            for column in columns
+        ]
+        lines.append(f"| {platform} | {fault} | " + " | ".join(texts) + " |")
+    return lines
+
+
+_PLATFORM_ORDER = ("dify", "gptbots", "chenyu")
+_FAULT_ORDER = (
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "reset",
+    "read-timeout",
+    "malformed",
+    "html",
+    "truncated",
+    "slow",
+)
+
+
+def _row_order(row: tuple[str, str]) -> tuple[int, int]:
+    platform, fault = row
+    return _PLATFORM_ORDER.index(platform), _FAULT_ORDER.index(fault)
+
+
+def _column_order(column: tuple[str, str]) -> tuple[int, int]:
+    phase, mode = column
+    return ("submit", "poll").index(phase), ("transient", "persistent").index(mode)
