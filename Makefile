@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean
+.PHONY: install test test-live test-all lint demo clean bench bench-full
 
 install: $(STAMP)
 
@@ -14,8 +14,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
 	touch $(STAMP)
 
+# `make test` is the default suite, a few minutes. It leaves out the live tier (tests/live, marker `live`):
+# a real scheduler, triggerer, dag processor and API server, killed and restarted, and a soak of many runs.
+# `make test-live` runs that tier alone, with a soak of SOAK_RUNS runs (200: about 7 minutes on 2 cores).
+# `make test-all` runs `make test`, then the live tier with a soak of 1,000 (about 17 minutes); CI runs it.
+SOAK_RUNS ?= 200
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not live"
+
+test-live: install
+	WFRUN_SOAK_RUNS=$(SOAK_RUNS) $(BIN)/python -m pytest -q -s -rxX --durations=0 -m live tests/live
+
+test-all: test
+	$(MAKE) --no-print-directory test-live SOAK_RUNS=1000
 
 lint: install
 	$(BIN)/ruff check airflow_provider_wfrun tests example_dags scripts
@@ -26,3 +38,11 @@ clean:
 
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# Waiting cost against the peers' polling and HttpSensor (docs/benchmarks.md). Quick: a few minutes on 2 cores.
+bench: install
+	$(BIN)/python -m benchmarks.run --mode quick
+
+# The large sizes (N = 1,000 / 5,000 / 10,000 waits, a 10-minute run through Airflow): about 45 minutes.
+bench-full: install
+	$(BIN)/python -m benchmarks.run --mode full

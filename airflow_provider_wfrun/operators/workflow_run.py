@@ -181,6 +181,12 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
 
     def execute(self, context: Context) -> Any:
         self._check_before_sending(context)
+        stored = self._stored_handle(context)
+        if stored is not None and stored.get("try_number") == context["ti"].try_number:
+            # The same try entered execute() again (a resume rescheduled at start-up): the run it started is
+            # this try's outcome, whatever its state. The mixin would resubmit after a failed run.
+            self.log.info("Resuming with run %s, started earlier in this try", stored["run_id"])
+            return self.poll_until_complete(stored, context)
         return self.execute_resumable(context)
 
     def _check_before_sending(self, context: Context) -> None:
@@ -226,6 +232,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
             "platform_task_id": run.task_id,
             "end_time": time.time() + self._effective_timeout(),
             "generation": generation,
+            "try_number": context["ti"].try_number,
         }
         self._handle = handle
         return handle
@@ -255,6 +262,9 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         if self._result is None:
             self._handle = dict(external_id)
+            # A retry that finds the run already finished comes here directly: XCom was cleared when the
+            # try started, and the link and downstream tasks still need the run's reference.
+            self._push_run_reference(context)
             if not self.wait:
                 self._result = external_id["run_id"]
             else:

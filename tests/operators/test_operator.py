@@ -249,6 +249,33 @@ def test_a_retry_after_success_returns_the_result_without_submitting(connections
     assert submissions(emulator, "chenyu") == 1
 
 
+def test_a_retry_that_finds_the_run_finished_still_pushes_its_reference(connections, emulator):
+    store = StateStore()
+    first = defer(
+        operator(connections["gptbots"], "gptbots", {"duration_seconds": 0.2}, deferrable=True),
+        context(store=store),
+    )
+    time.sleep(1.0)  # the worker died; by the retry the run has finished
+    retry_ti = TaskInstanceStandIn(try_number=2)
+    result = operator(connections["gptbots"], "gptbots", deferrable=True).execute(context(retry_ti, store))
+    assert result["run_id"] == first.run_id
+    assert retry_ti.xcoms["run_id"] == first.run_id
+    assert retry_ti.xcoms["run_url"].startswith(emulator.base_url("gptbots"))
+    assert submissions(emulator, "gptbots") == 1
+
+
+def test_the_same_try_entering_execute_again_ends_with_its_own_failed_run(connections, emulator):
+    """A resume rescheduled at start-up re-enters execute() in the same try: no second paid run."""
+    store, ti = StateStore(), TaskInstanceStandIn(try_number=1)
+    scenario = {"duration_seconds": 0.2, "outcome": "failed", "error_reason": "GPU lost"}
+    first = defer(operator(connections["chenyu"], "chenyu", scenario, deferrable=True), context(ti, store))
+    time.sleep(1.0)
+    with pytest.raises(RunFailedError, match="GPU lost") as raised:
+        operator(connections["chenyu"], "chenyu", scenario, deferrable=True).execute(context(ti, store))
+    assert raised.value.run.run_id == first.run_id
+    assert submissions(emulator, "chenyu") == 1
+
+
 def test_a_retry_after_a_failed_run_submits_a_fresh_one_with_a_new_idempotency_key(connections, emulator):
     store = StateStore()
     scenario = {"duration_seconds": 0.1, "outcome": "failed"}
