@@ -23,6 +23,7 @@ from airflow_provider_wfrun.exceptions import (
     WorkflowRunError,
 )
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
+from airflow_provider_wfrun.models import RunStatus
 
 if TYPE_CHECKING:
     from airflow_provider_wfrun.models import WorkflowRun
@@ -33,6 +34,11 @@ _FATAL_POLL_ERRORS = (InvalidInputError, AuthenticationError, RunNotFoundError)
 #: Progress is logged when it crosses a step of this many percent, not on every poll.
 PROGRESS_LOG_STEP = 10
 
+#: Adaptive polling without a prediction: wait up to this fraction of the time waited so far.
+BACKOFF_FRACTION = 0.25
+#: Adaptive polling around a predicted end: polls may come this fraction of ``poll_interval`` apart.
+PREDICTED_END_FRACTION = 0.25
+
 #: Event ``status`` values besides the terminal run statuses.
 TIMEOUT = "timeout"
 ERROR = "error"
@@ -41,6 +47,13 @@ ERROR = "error"
 class WorkflowRunTrigger(BaseTrigger):
     """
     Poll a run until it is terminal, the deadline passes, or polling keeps failing.
+
+    Waiting is most of what a deployment does (thousands of runs in one triggerer), so polls are spent
+    where they tell something: by default the interval adapts (:func:`next_poll_delay`) to the platform's
+    queue estimate, to the run's progress rate, and otherwise to how long the run has gone on. Against
+    polling every ``poll_interval`` that is about half the requests per run and a sooner median sight of
+    the end; the price is a later sight of long runs on platforms that predict nothing (figures in
+    ``docs/benchmarks.md``).
 
     Every keyword argument is serialized into the metadata database and used to rebuild the trigger after
     a triggerer restart, so they are ids and numbers only, never a secret: the API key is looked up from
@@ -57,7 +70,11 @@ class WorkflowRunTrigger(BaseTrigger):
     :param cancel_on_kill: Cancel the run when a user marks the task failed or clears it (Airflow 3.3+).
     :param max_consecutive_failures: Failed polls in a row tolerated before giving up with an error event;
         a single poll already retries transient errors inside the hook.
-    :param max_poll_interval: Cap on the wait when the platform hints a longer one (chenyu queue estimate).
+    :param max_poll_interval: The longest wait between two polls, however long the run has gone on.
+    :param adaptive: Poll by what the platform says and how long the run has gone on (see
+        :func:`next_poll_delay`): at the predicted end where chenyu's queue estimate or progress gives
+        one, otherwise every ``poll_interval`` at first and ever less often as a run goes on. ``False``
+        polls every ``poll_interval`` (stretched to a queue estimate).
     """
 
     def __init__(
@@ -71,6 +88,7 @@ class WorkflowRunTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         max_consecutive_failures: int = 5,
         max_poll_interval: float = 300.0,
+        adaptive: bool = True,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id
@@ -81,6 +99,7 @@ class WorkflowRunTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.max_consecutive_failures = max_consecutive_failures
         self.max_poll_interval = max_poll_interval
+        self.adaptive = adaptive
         self._last_seen: tuple[Any, ...] = ()
         self._log_lines_seen = 0
 
@@ -96,6 +115,7 @@ class WorkflowRunTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "max_consecutive_failures": self.max_consecutive_failures,
                 "max_poll_interval": self.max_poll_interval,
+                "adaptive": self.adaptive,
             },
         )
 
@@ -108,6 +128,7 @@ class WorkflowRunTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
         failures = 0
+        started = time.monotonic()
         while True:
             try:
                 run = await hook.aget_run(self.run_id)
@@ -133,7 +154,11 @@ class WorkflowRunTrigger(BaseTrigger):
             if remaining <= 0:
                 yield self._event(TIMEOUT, "the run did not finish before the deadline", error_type=TIMEOUT)
                 return
-            await asyncio.sleep(min(self._next_delay(run), remaining))
+            delay = self._next_delay(run, elapsed=time.monotonic() - started, remaining=remaining)
+            # Nothing of this poll outlives it: a parsed run kept through the sleep would be promoted to the
+            # garbage collector's oldest generation by the thousand and make its full passes frequent.
+            run = None
+            await asyncio.sleep(delay)
 
     async def on_kill(self) -> None:
         """Called by Airflow 3.3+ when a user marks the task failed/success or clears it: stop the run."""
@@ -146,9 +171,13 @@ class WorkflowRunTrigger(BaseTrigger):
         except WorkflowRunError as exc:
             self.log.warning("Could not cancel the run: %s", exc)
 
-    def _next_delay(self, run: WorkflowRun | None) -> float:
+    def _next_delay(self, run: WorkflowRun | None, *, elapsed: float, remaining: float) -> float:
         return next_poll_delay(
-            run, poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval
+            run,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            elapsed=elapsed if self.adaptive else None,
+            remaining=remaining,
         )
 
     def _report(self, run: WorkflowRun) -> None:
@@ -181,11 +210,66 @@ class WorkflowRunTrigger(BaseTrigger):
         return TriggerEvent(payload)
 
 
-def next_poll_delay(run: WorkflowRun | None, *, poll_interval: float, max_poll_interval: float) -> float:
-    """The poll interval, stretched to the platform's own estimate of the wait when it gives one (capped)."""
-    if run is not None and run.eta_seconds:
-        return max(poll_interval, min(run.eta_seconds, max_poll_interval))
-    return poll_interval
+def next_poll_delay(
+    run: WorkflowRun | None,
+    *,
+    poll_interval: float,
+    max_poll_interval: float,
+    elapsed: float | None = None,
+    remaining: float | None = None,
+) -> float:
+    """
+    Seconds until the next poll: the polling policy, a pure function of what the last poll said.
+
+    ``elapsed`` (seconds this run has been waited for) turns on adaptive polling; without it the interval
+    is ``poll_interval``, stretched to the platform's queue estimate when it gives one (the worker-side
+    wait and ``adaptive=False`` use that). Adaptive polling spends requests where they can tell something:
+
+    1. **Queued with an estimate** (chenyu ``eta_seconds``): the run cannot end before it starts, so wait
+       for the platform's estimate.
+    2. **Running with progress** (chenyu ``progress`` and ``duration_seconds``, both by the platform's
+       clock, so no clock skew): extrapolate the rate, ``remaining = duration * (100 - p) / p``, and poll
+       when it should be done. The wait is capped at the time already waited (at least ``poll_interval``),
+       so a poor early estimate is corrected at the next poll rather than slept through.
+    3. **Nothing known** (Dify, GPTBots): poll every ``poll_interval`` at first, then back off to
+       :data:`BACKOFF_FRACTION` of the time waited so far. A run is never seen later than a quarter of its
+       age after it ended (nor later than ``max_poll_interval``), and an hour-long run costs tens of
+       requests, not hundreds.
+
+    Only around a predicted end (1 and 2) do polls come closer than ``poll_interval``, down to
+    :data:`PREDICTED_END_FRACTION` of it; without a prediction the policy never polls more often than
+    asked. Every wait is capped at ``max_poll_interval`` and at ``remaining``, the time to the deadline, so
+    the trigger never sleeps past it. No clock is read here: the caller passes ``elapsed`` and ``remaining``.
+    """
+    ceiling = max(poll_interval, max_poll_interval)
+    if elapsed is None:
+        delay = poll_interval
+        if run is not None and run.eta_seconds:
+            delay = max(poll_interval, min(run.eta_seconds, ceiling))
+    else:
+        near_end = poll_interval * PREDICTED_END_FRACTION
+        if run is not None and run.duration_seconds:
+            elapsed = max(elapsed, run.duration_seconds)
+        expected = _expected_remaining(run)
+        if run is not None and run.status is RunStatus.QUEUED and run.eta_seconds:
+            delay = min(max(run.eta_seconds, near_end), ceiling)
+        elif expected is not None:
+            delay = min(max(expected, near_end), max(poll_interval, elapsed), ceiling)
+        else:
+            delay = min(max(elapsed * BACKOFF_FRACTION, poll_interval), ceiling)
+    if remaining is not None:
+        delay = min(delay, max(remaining, 0.0))
+    return delay
+
+
+def _expected_remaining(run: WorkflowRun | None) -> float | None:
+    """Seconds until the run should end, extrapolated from its progress; None without a usable rate."""
+    if run is None or run.status is not RunStatus.RUNNING:
+        return None
+    progress, running = run.progress, run.duration_seconds
+    if progress is None or running is None or not 0 < progress < 100 or running <= 0:
+        return None
+    return running * (100 - progress) / progress
 
 
 def _terminal_message(run: WorkflowRun) -> str:

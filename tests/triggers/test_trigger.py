@@ -48,6 +48,7 @@ def test_serialization_is_exact_and_has_no_secret(emulator):
         "cancel_on_kill": True,
         "max_consecutive_failures": 5,
         "max_poll_interval": 300.0,
+        "adaptive": True,
     }
     assert emulator.api_key not in repr(trigger)
     assert WorkflowRunTrigger(**kwargs).serialize() == (classpath, kwargs)

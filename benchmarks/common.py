@@ -1,0 +1,248 @@
+"""
+What every part of the benchmark shares: the emulator process, submitting runs, connections, measurements.
+
+The emulator runs in its own process pinned to the last core; each contender runs in its own process pinned
+to the first core, so a contender never competes with the emulator for CPU and "one core" means one core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+API_KEY = "bench-key-4d1c"
+PLATFORMS = ("dify", "gptbots", "chenyu")
+CHENYU_WORKFLOW = "wf_861ef31e94dcfb10e6e7"
+ROOTS = {"dify": "/dify/v1", "gptbots": "/gptbots/v1", "chenyu": "/chenyu/api/open/v2"}
+#: Core of the contender processes and of the emulator process.
+CONTENDER_CPU = 0
+EMULATOR_CPU = max(os.cpu_count() or 1, 1) - 1
+
+
+# ------------------------------------------------------------------------------------------ measuring
+def cpu_seconds() -> float:
+    """User + system CPU of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_bytes() -> int:
+    """Resident set size now (not the peak), from /proc."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def pin(cpu: int) -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, {cpu})
+
+
+# ------------------------------------------------------------------------------------------ emulator
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def emulator_process() -> Iterator[str]:
+    """The emulator in its own process on its own core; yields its URL."""
+    port = free_port()
+    command = [PYTHON, "-m", "airflow_provider_wfrun.emulator", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--api-key", API_KEY, "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: pin(EMULATOR_CPU),
+        cwd=REPO,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"the emulator exited with code {process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{url}/_emulator/platforms", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the emulator did not start within 30 s") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def control(url: str, path: str, method: str = "GET", body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}/_emulator{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+# ------------------------------------------------------------------------------------------ submitting
+async def _submit_one(session: Any, url: str, platform: str, scenario: dict[str, Any], key: str) -> dict:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    inputs = {"q": "benchmark", "_emulator": scenario}
+    root = url + ROOTS[platform]
+    if platform == "dify":
+        body = {"inputs": inputs, "response_mode": "streaming", "user": "bench"}
+        async with session.post(root + "/workflows/run", json=body, headers=headers) as response:
+            async for raw in response.content:
+                line = raw.decode().strip()
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    if event.get("event") == "workflow_started":
+                        return {
+                            "platform": platform,
+                            "run_id": event["workflow_run_id"],
+                            "task_id": event["task_id"],
+                        }
+        raise RuntimeError("Dify stream ended without workflow_started")
+    if platform == "gptbots":
+        body = {"input": inputs, "isAsync": True}
+        async with session.post(root + "/workflow/invoke", json=body, headers=headers) as response:
+            return {"platform": platform, "run_id": (await response.json())["workflowRunId"], "task_id": None}
+    body = {"workflow_id": CHENYU_WORKFLOW, "inputs": inputs, "idempotency_key": key}
+    async with session.post(root + "/workflow/run/submit", json=body, headers=headers) as response:
+        data = (await response.json())["data"]
+        return {"platform": platform, "run_id": data["run_order_id"], "task_id": data["task_id"]}
+
+
+async def submit_runs(
+    url: str, specs: Sequence[tuple[str, dict[str, Any]]], concurrency: int = 32
+) -> list[dict[str, Any]]:
+    """Submit ``(platform, scenario)`` runs straight over HTTP; each result has ``submitted`` (monotonic)."""
+    import aiohttp
+
+    results: list[dict[str, Any] | None] = [None] * len(specs)
+    queue = list(enumerate(specs))
+    stamp = time.time_ns()
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while queue:
+            index, (platform, scenario) = queue.pop()
+            started = time.monotonic()
+            run = await _submit_one(session, url, platform, scenario, f"bench-{stamp}-{index}")
+            run["submitted"] = (started + time.monotonic()) / 2
+            results[index] = run
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return [run for run in results if run is not None]
+
+
+# ------------------------------------------------------------------------------------------ connections
+def connection_env(url: str) -> dict[str, str]:
+    """``bench_<platform>`` (ours) and ``bench_http_<platform>`` (plain HTTP, for the peers) connections."""
+    env = {}
+    for platform in PLATFORMS:
+        ours = {"conn_type": platform, "host": url + ROOTS[platform], "password": API_KEY}
+        env[f"AIRFLOW_CONN_BENCH_{platform.upper()}"] = json.dumps(ours)
+        http = {
+            "conn_type": "http",
+            "host": url + ROOTS[platform],
+            "extra": {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        }
+        env[f"AIRFLOW_CONN_BENCH_HTTP_{platform.upper()}"] = json.dumps(http)
+    return env
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+
+
+def run_contender(module: str, args: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Run ``python -m benchmarks.<module>`` pinned to the contender core; return the JSON it prints last."""
+    process = subprocess.run(
+        [PYTHON, "-m", f"benchmarks.{module}", *args],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=lambda: pin(CONTENDER_CPU),
+        check=False,
+    )
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        sys.stderr.write(process.stdout[-4000:] + process.stderr[-8000:])
+        raise SystemExit(f"benchmarks.{module} {' '.join(args)} failed with code {process.returncode}")
+    return json.loads(lines[-1])
+
+
+def start_contender(module: str, args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``python -m benchmarks.<module>`` pinned to the contender core; returns once it says ready."""
+    process = subprocess.Popen(
+        [PYTHON, "-m", f"benchmarks.{module}", *args],
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: pin(CONTENDER_CPU),
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    for _ in range(100_000):  # log lines may come first; bounded
+        line = process.stdout.readline()
+        if not line or line.strip() == "ready":
+            break
+        seen.append(line)
+    if line.strip() != "ready":
+        process.kill()
+        _, err = process.communicate(timeout=30)
+        raise SystemExit(f"benchmarks.{module} did not start: {''.join(seen[-20:])}{err[-4000:]}")
+    return process
+
+
+def finish_contender(process: subprocess.Popen[str], payload: Any, timeout: float) -> dict[str, Any]:
+    """Hand the contender its work (one JSON line on stdin) and return the JSON line it prints last."""
+    try:
+        out, err = process.communicate(json.dumps(payload) + "\n", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate(timeout=30)
+        raise SystemExit(f"a contender did not finish within {timeout:.0f} s") from None
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        sys.stderr.write(out[-4000:] + err[-8000:])
+        raise SystemExit(f"a contender failed with code {process.returncode}")
+    return json.loads(lines[-1])

@@ -1,0 +1,355 @@
+"""
+``make bench`` / ``make bench-full``: how cheap waiting is, side by side with the alternatives, in one run.
+
+1. Poll cost and scale: N ``WorkflowRunTrigger.run()`` in one event loop vs the peers' pattern
+   (``HttpAsyncHook`` + a new aiohttp session per poll), same runs, same interval.
+2. Requests per run and detection delay: adaptive polling vs fixed-interval polling on a mix of runs.
+3. Against what users do today: ``HttpSensor`` in reschedule mode vs ``RunWorkflowOperator(deferrable=True)``
+   through real Airflow (``dag.test()``).
+
+The emulator runs in its own process on the last core; every contender in its own process on the first.
+Prints one table and writes it, with the machine, the command and the date, into ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    PLATFORMS,
+    REPO,
+    airflow_env,
+    connection_env,
+    control,
+    emulator_process,
+    finish_contender,
+    run_contender,
+    start_contender,
+    submit_runs,
+)
+
+DOC = REPO / "docs" / "benchmarks.md"
+MODES: dict[str, dict[str, Any]] = {
+    # part 1: (N, poll interval s, window s); part 2: runs, time scale; part 3: run length, interval
+    "quick": {
+        "scale": [(1000, 5.0, 30.0)],
+        "mix_runs": 300,
+        "mix_scale": 0.25,
+        "wait": 60.0,
+        "interval": 1.0,
+    },
+    "full": {
+        "scale": [(1000, 5.0, 60.0), (5000, 15.0, 60.0), (10000, 30.0, 90.0)],
+        "mix_runs": 600,
+        "mix_scale": 1.0,
+        "wait": 600.0,
+        "interval": 1.0,
+    },
+}
+#: Part 2's poll interval and cap before time scaling (the operator's defaults: 10 s, 300 s).
+MIX_INTERVAL, MIX_MAX_INTERVAL = 10.0, 300.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ part 1
+def part_poll_cost(url: str, env: dict[str, str], sizes: list[tuple[int, float, float]]) -> list[dict]:
+    rows = []
+    for n, interval, window in sizes:
+        control(url, "/reset", "POST")
+        log(f"part 1: submitting {n} long runs")
+        specs = [(PLATFORMS[i % 3], {"queue_seconds": 0, "duration_seconds": 86_400}) for i in range(n)]
+        runs = asyncio.run(submit_runs(url, specs))
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump(runs, handle)
+        result = {"n": n, "interval": interval}
+        for contender in ("ours", "peers"):
+            log(f"part 1: {contender}, N={n}, every {interval:g} s, {window:g} s window")
+            args = ["--contender", contender, "--runs", handle.name, "--n", str(n)]
+            args += ["--interval", str(interval), "--window", str(window)]
+            result[contender] = run_contender("poll_scale", args, env, timeout=interval * 8 + window + 300)
+        os.unlink(handle.name)
+        rows.append(result)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ part 2
+def mix_specs(count: int, scale: float, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
+    """
+    A day's mix: Dify and GPTBots LLM workflows of 3 s to 5 min (log-uniform: most are short), chenyu GPU
+    runs that queue up to a minute (with the platform's estimate) and then run 20 s to 5 min.
+    """
+    rng = random.Random(seed)
+    specs = []
+    for index in range(count):
+        name = PLATFORMS[index % 3]
+        if name == "chenyu":
+            queue, duration = rng.uniform(0, 60), rng.uniform(20, 300)
+        else:
+            queue, duration = 0.0, math.exp(rng.uniform(math.log(3), math.log(300)))
+        specs.append(
+            (name, {"queue_seconds": round(queue * scale, 3), "duration_seconds": round(duration * scale, 3)})
+        )
+    return specs
+
+
+def part_adaptive(url: str, env: dict[str, str], count: int, scale: float) -> dict[str, Any]:
+    control(url, "/reset", "POST")
+    interval, cap = MIX_INTERVAL * scale, MIX_MAX_INTERVAL * scale
+    args = ["--interval", str(interval), "--max-interval", str(cap)]
+    processes = {
+        policy: start_contender("adaptive", ["--policy", policy, *args], env)
+        for policy in ("adaptive", "fixed")
+    }
+    specs = mix_specs(count, scale)
+    log(f"part 2: {count} runs (time scale {scale:g}), poll interval {interval:g} s, cap {cap:g} s")
+    runs = asyncio.run(submit_runs(url, specs))
+    for run, (_, scenario) in zip(runs, specs, strict=True):
+        run["queue"], run["duration"] = scenario["queue_seconds"], scenario["duration_seconds"]
+        run["ends"] = run["submitted"] + run["queue"] + run["duration"]
+    longest = max(run["queue"] + run["duration"] for run in runs)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = {
+            p: pool.submit(finish_contender, proc, runs, longest + cap + 300) for p, proc in processes.items()
+        }
+        results = {policy: future.result() for policy, future in futures.items()}
+    return {"runs": count, "scale": scale, "interval": interval, "max_interval": cap, **results}
+
+
+# ------------------------------------------------------------------------------------------ part 3
+def part_airflow(url: str, env: dict[str, str], wait: float, interval: float) -> dict[str, Any]:
+    homes = {name: REPO / ".airflow-home" / f"bench-{name}" for name in ("sensor", "deferrable")}
+    bundles = json.dumps(
+        [
+            {
+                "name": "wfrun_bench",
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(REPO / "benchmarks" / "dags"), "refresh_interval": 0},
+            }
+        ]
+    )
+    envs = {
+        name: {
+            **env,
+            **airflow_env(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "benchmarks" / "dags"),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles,
+            "WFRUN_BENCH_INTERVAL": str(interval),
+        }
+        for name, home in homes.items()
+    }
+    log("part 3: migrating two SQLite metadata databases")
+    migrations = [
+        subprocess.Popen(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env={**os.environ, **e},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for e in envs.values()
+    ]
+    if any(m.wait(timeout=600) != 0 for m in migrations):
+        raise SystemExit("airflow db migrate failed")
+    short = {"queue_seconds": 0, "duration_seconds": 0.2}
+    [finished] = asyncio.run(submit_runs(url, [("dify", short)]))
+    warmups = {
+        "sensor": {"run_id": finished["run_id"]},
+        "deferrable": {"inputs": {"query": "warm-up", "_emulator": short}},
+    }
+    processes = {
+        name: start_contender(
+            "airflow_wait", ["--contender", name, "--warmup", json.dumps(warmups[name])], envs[name]
+        )
+        for name in homes
+    }
+    scenario = {"queue_seconds": 0, "duration_seconds": wait}
+    [run] = asyncio.run(submit_runs(url, [("dify", scenario)]))
+    confs = {
+        "sensor": {"run_id": run["run_id"]},
+        "deferrable": {"inputs": {"query": "benchmark", "_emulator": scenario}},
+    }
+    log(f"part 3: HttpSensor (reschedule) and RunWorkflowOperator (deferrable), one {wait:g} s run each")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = {
+            n: pool.submit(finish_contender, p, confs[n], wait * 3 + 600) for n, p in processes.items()
+        }
+        results = {name: future.result() for name, future in futures.items()}
+    return {"wait": wait, "interval": interval, **results}
+
+
+# ------------------------------------------------------------------------------------------ report
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if not ours or not theirs or math.isnan(ours) or math.isnan(theirs):
+        return "n/a"
+    return f"{ours / theirs:.2f}x"
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def report(results: dict[str, Any]) -> str:
+    out = []
+    out.append(
+        "**1. Poll cost and scale** — N concurrent waits in one event loop, same runs, same interval\n"
+    )
+    out.append("| N | interval | figure | ours | peers' pattern | ours / peers |")
+    out.append("|---:|---:|---|---:|---:|---:|")
+    for row in results["scale"]:
+        ours, peers = row["ours"], row["peers"]
+        figures = [
+            ("CPU µs per poll", "cpu_us_per_poll", 1e0, 0),
+            ("RSS per waiting run (KB)", "rss_bytes_per_wait", 1 / 1024, 1),
+            ("poll lateness p50 (ms)", "lateness_p50", 1e3, 1),
+            ("poll lateness p99 (ms)", "lateness_p99", 1e3, 1),
+            ("requests/s achieved", "rps", 1e0, 0),
+            ("GC pause total (s)", "gc_seconds", 1e0, 2),
+        ]
+        for index, (label, key, factor, digits) in enumerate(figures):
+            a, b = ours[key] * factor, peers[key] * factor
+            lead = (f"{row['n']:,}", f"{row['interval']:g} s") if index == 0 else ("", "")
+            out.append(
+                f"| {lead[0]} | {lead[1]} | {label} | {fmt(a, digits)} | {fmt(b, digits)} | {ratio(a, b)} |"
+            )
+        out.append(
+            f"| | | expected requests/s, errors | {ours['expected_rps']:,.0f}, {ours['errors']} "
+            f"| {peers['expected_rps']:,.0f}, {peers['errors']} | |"
+        )
+    mix = results["adaptive"]
+    adaptive, fixed = mix["adaptive"], mix["fixed"]
+    out.append(
+        f"\n**2. Requests per run and detection delay**: {mix['runs']} runs (a third per platform), "
+        f"time scale {mix['scale']:g}, poll_interval {mix['interval']:g} s, "
+        f"max_poll_interval {mix['max_interval']:g} s\n"
+    )
+    out.append("| runs | figure | adaptive | fixed interval | adaptive / fixed |")
+    out.append("|---|---|---:|---:|---:|")
+    groups = [("all", adaptive, fixed)] + [
+        (name, adaptive["by_platform"][name], fixed["by_platform"][name])
+        for name in sorted(adaptive["by_platform"])
+    ]
+    figures2 = [
+        ("requests per run", "requests_per_run", 1),
+        ("delay p50 (s)", "delay_p50", 2),
+        ("delay p95 (s)", "delay_p95", 2),
+    ]
+    for name, a, f in groups:
+        for index, (label, key, digits) in enumerate(figures2):
+            cells = f"{fmt(a[key], digits)} | {fmt(f[key], digits)} | {ratio(a[key], f[key])}"
+            out.append(f"| {name if index == 0 else ''} | {label} | {cells} |")
+    out.append(f"| | runs not succeeded | {adaptive['not_succeeded']} | {fixed['not_succeeded']} | |")
+    af = results["airflow"]
+    sensor, ours = af["sensor"], af["deferrable"]
+    out.append(
+        f"\n**3. Against what users do today**: one {af['wait']:g} s run, "
+        f"poll/poke interval {af['interval']:g} s, through real Airflow (`dag.test()`)\n"
+    )
+    out.append("| per waited run | HttpSensor (reschedule) | ours (deferrable) | HttpSensor / ours |")
+    out.append("|---|---:|---:|---:|")
+    sensor_cpu = sensor["task_cpu"] + sensor["trigger_cpu"]
+    ours_cpu = ours["task_cpu"] + ours["trigger_cpu"]
+    lines = [
+        ("CPU s: task runs + trigger", sensor_cpu, ours_cpu, 3),
+        ("  of which trigger (triggerer)", sensor["trigger_cpu"], ours["trigger_cpu"], 3),
+        ("worker-slot s (task runs' wall time)", sensor["slot_seconds"], ours["slot_seconds"], 2),
+        ("task runs (worker slot taken)", sensor["task_runs"], ours["task_runs"], 0),
+        ("HTTP requests to the platform", sensor["requests"], ours["requests"], 0),
+        ("whole process CPU s (adds dag.test's loop)", sensor["process_cpu"], ours["process_cpu"], 2),
+    ]
+    for label, a, b, digits in lines:
+        out.append(f"| {label} | {fmt(a, digits)} | {fmt(b, digits)} | {ratio(a, b)} |")
+    out.append(f"| DAG run state | {sensor['state']} | {ours['state']} | |")
+    return "\n".join(out)
+
+
+def machine() -> str:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.strip()
+    return (
+        f"nproc: {os.cpu_count()}, CPU: {cpu}, Python {platform.python_version()}, {platform.platform()}\n\n"
+        f"```\n$ free -h\n{memory}\n```"
+    )
+
+
+def write_doc(mode: str, command: str, table: str, elapsed: float) -> None:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"<!-- {mode}:start -->\n"
+        f"Run {stamp} with `{command}` ({elapsed / 60:.1f} min).\n\n{machine()}\n\n{table}\n"
+        f"<!-- {mode}:end -->"
+    )
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"<!-- {mode}:start -->.*?<!-- {mode}:end -->", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + f"\n\n## Latest {mode} run\n\n{section}\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mode", choices=tuple(MODES), default="quick")
+    parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 1,3")
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args()
+    config = MODES[args.mode]
+    parts = set(args.parts.split(","))
+    command = "make bench" if args.mode == "quick" else "make bench-full"
+    if parts != {"1", "2", "3"}:
+        command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    with emulator_process() as url:
+        env = {**connection_env(url), **airflow_env(REPO / ".airflow-home" / "bench")}
+        if "1" in parts:
+            results["scale"] = part_poll_cost(url, env, config["scale"])
+        if "2" in parts:
+            results["adaptive"] = part_adaptive(url, env, config["mix_runs"], config["mix_scale"])
+        if "3" in parts:
+            results["airflow"] = part_airflow(url, env, config["wait"], config["interval"])
+    elapsed = time.monotonic() - started
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    if {"1", "2", "3"} <= parts:
+        table = report(results)
+        print(table)
+        if not args.no_doc:
+            write_doc(args.mode, command, table, elapsed)
+            log(f"wrote {DOC.relative_to(REPO)}")
+    else:
+        print(json.dumps(results, indent=1))
+    log(f"done in {elapsed / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
