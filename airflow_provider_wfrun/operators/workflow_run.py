@@ -288,6 +288,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
                 poll_interval=self.poll_interval,
                 platform_task_id=handle.get("platform_task_id"),
                 cancel_on_kill=self.cancel_on_kill,
+                hook_params=self.hook_params or None,
             ),
             method_name="execute_complete",
             kwargs={"handle": handle},

@@ -185,8 +185,9 @@ class PlatformAdapter(ABC):
             )
         if status_code == 404 or code in self.not_found_error_codes:
             raise RunNotFoundError(f"not found: {message}", **where)
+        label = f"{code} (HTTP {status_code})" if code and code != str(status_code) else str(status_code)
         raise PlatformError(
-            f"platform error {code or status_code}: {message}",
+            f"platform error {label}: {message}",
             code=code,
             platform_message=info.message if info else None,
             http_status=status_code,

@@ -145,9 +145,21 @@ class ChenyuAdapter(PlatformAdapter):
             "inputs": dict(inputs),
             "idempotency_key": idempotency_key,
         }
-        if self.extra.get("accept_external_cost_risk"):
+        if self._accepts_external_cost_risk():
             body["accept_external_cost_risk"] = True
         return ApiRequest("POST", "/workflow/run/submit", json=body)
+
+    def _accepts_external_cost_risk(self) -> bool:
+        """The connection extra, read strictly: the text "false" from a form must not accept costs."""
+        value = self.extra.get("accept_external_cost_risk")
+        text = str(value).strip().lower() if value is not None else ""
+        if value is True or text in ("true", "1", "yes"):
+            return True
+        if value is False or text in ("false", "0", "no", "", "none"):
+            return False
+        raise self.missing_input(
+            f"connection extra accept_external_cost_risk must be true or false, got {value!r}"
+        )
 
     def get_request(self, run_id: str) -> ApiRequest:
         return ApiRequest("GET", "/workflow/run/execution", params={"run_order_id": run_id})

@@ -101,6 +101,7 @@ class WorkflowRunSensor(StrictTemplateFieldsMixin, BaseSensorOperator):
                 end_time=time.time() + self.timeout,
                 poll_interval=self.poke_interval,
                 cancel_on_kill=False,
+                hook_params=self.hook_params or None,
             ),
             method_name="execute_complete",
             timeout=None,

@@ -9,6 +9,7 @@ operator's ``execute_complete`` on a worker, so the triggerer stays light and th
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,8 @@ class WorkflowRunTrigger(BaseTrigger):
     :param max_consecutive_failures: Failed polls in a row tolerated before giving up with an error event;
         a single poll already retries transient errors inside the hook.
     :param max_poll_interval: The longest wait between two polls, however long the run has gone on.
+    :param hook_params: The task's keyword arguments for :class:`WorkflowRunHook` (request timeout,
+        retries): numbers only, serialized so a restarted trigger polls the same way.
     :param adaptive: Poll by what the platform says and how long the run has gone on (see
         :func:`next_poll_delay`): at the predicted end where chenyu's queue estimate or progress gives
         one, otherwise every ``poll_interval`` at first and ever less often as a run goes on. ``False``
@@ -89,8 +92,17 @@ class WorkflowRunTrigger(BaseTrigger):
         max_consecutive_failures: int = 5,
         max_poll_interval: float = 300.0,
         adaptive: bool = True,
+        hook_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        _check_arguments(
+            conn_id=conn_id,
+            run_id=run_id,
+            end_time=end_time,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            max_consecutive_failures=max_consecutive_failures,
+        )
         self.conn_id = conn_id
         self.run_id = run_id
         self.end_time = end_time
@@ -100,6 +112,7 @@ class WorkflowRunTrigger(BaseTrigger):
         self.max_consecutive_failures = max_consecutive_failures
         self.max_poll_interval = max_poll_interval
         self.adaptive = adaptive
+        self.hook_params = dict(hook_params) if hook_params else None
         self._last_seen: tuple[Any, ...] = ()
         self._log_lines_seen = 0
 
@@ -116,14 +129,15 @@ class WorkflowRunTrigger(BaseTrigger):
                 "max_consecutive_failures": self.max_consecutive_failures,
                 "max_poll_interval": self.max_poll_interval,
                 "adaptive": self.adaptive,
+                "hook_params": self.hook_params,
             },
         )
 
     def _hook(self) -> WorkflowRunHook:
-        # Fewer in-hook retries than on a worker: the trigger has its own failure budget across polls.
-        return WorkflowRunHook(
-            self.conn_id, retry_limit=3, retry_max_seconds=min(60.0, self.poll_interval * 3)
-        )
+        # Fewer in-hook retries than on a worker by default: the trigger has its own failure budget across
+        # polls. The task's hook_params (request timeout, retries) apply here too.
+        defaults = {"retry_limit": 3, "retry_max_seconds": min(60.0, self.poll_interval * 3)}
+        return WorkflowRunHook(self.conn_id, **{**defaults, **(self.hook_params or {})})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
@@ -208,6 +222,38 @@ class WorkflowRunTrigger(BaseTrigger):
         if self.platform_task_id:
             payload["platform_task_id"] = self.platform_task_id
         return TriggerEvent(payload)
+
+
+def _check_arguments(
+    *,
+    conn_id: Any,
+    run_id: Any,
+    end_time: Any,
+    poll_interval: Any,
+    max_poll_interval: Any,
+    max_consecutive_failures: Any,
+) -> None:
+    """Bad arguments fail at construction, not as a tight poll loop or a crash inside ``run()``."""
+    for name, value in (("conn_id", conn_id), ("run_id", run_id)):
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInputError(f"{name} must be a non-empty string, got {value!r}")
+    if isinstance(end_time, bool) or not isinstance(end_time, (int, float)) or not math.isfinite(end_time):
+        raise InvalidInputError(f"end_time must be a Unix timestamp (a finite number), got {end_time!r}")
+    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+    if max_poll_interval < poll_interval:
+        raise InvalidInputError(
+            f"max_poll_interval ({max_poll_interval}) must be at least poll_interval ({poll_interval})"
+        )
+    if isinstance(max_consecutive_failures, bool) or not isinstance(max_consecutive_failures, int):
+        raise InvalidInputError(
+            f"max_consecutive_failures must be a whole number, got {max_consecutive_failures!r}"
+        )
+    if max_consecutive_failures < 1:
+        raise InvalidInputError(
+            f"max_consecutive_failures must be at least 1, got {max_consecutive_failures}"
+        )
 
 
 def next_poll_delay(

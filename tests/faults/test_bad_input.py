@@ -164,14 +164,6 @@ def trigger(**kwargs: Any) -> Callable[[Env], Any]:
     return lambda env: WorkflowRunTrigger(**arguments)
 
 
-TRIGGER_VALIDATES_NOTHING = (
-    "WorkflowRunTrigger.__init__ accepts any value: 0 or negative poll_interval makes it poll in a tight "
-    "loop, max_consecutive_failures < 1 gives up at the first hiccup, a non-numeric end_time fails only "
-    "inside run(). Needs: triggers/workflow_run.py to check in __init__ and raise InvalidInputError: "
-    "poll_interval and max_poll_interval positive finite numbers with max_poll_interval >= poll_interval, "
-    "max_consecutive_failures an int >= 1, end_time a finite number, conn_id and run_id non-empty strings"
-)
-
 CASES = [
     # --- the connection ----------------------------------------------------------------------------
     Case(
@@ -243,13 +235,6 @@ CASES = [
         InvalidInputError,
         r"accept_external_cost_risk",
         r"true or false",
-        xfail=(
-            "platforms/chenyu.py sends accept_external_cost_risk=true for any truthy extra, so the text "
-            "'false' (what the connection form stores) or 'maybe' accepts external model costs. Needs: "
-            "ChenyuAdapter to parse the extra strictly (True/'true'/'1'/'yes' -> True; False/'false'/'0'/"
-            "'no'/''/None -> False) and raise InvalidInputError(\"... accept_external_cost_risk must be "
-            'true or false ...") otherwise, in submit_request (before sending)'
-        ),
     ),
     Case(
         "wrong-api-key",
@@ -539,7 +524,6 @@ CASES = [
         InvalidInputError,
         r"poll_interval",
         r"positive",
-        xfail=TRIGGER_VALIDATES_NOTHING,
     ),
     Case(
         "trigger-max-consecutive-failures-zero",
@@ -547,7 +531,6 @@ CASES = [
         InvalidInputError,
         r"max_consecutive_failures",
         r"at least 1",
-        xfail=TRIGGER_VALIDATES_NOTHING,
     ),
     Case(
         "trigger-end-time-not-a-number",
@@ -555,7 +538,6 @@ CASES = [
         InvalidInputError,
         r"end_time",
         r"number",
-        xfail=TRIGGER_VALIDATES_NOTHING,
     ),
 ]
 

@@ -80,30 +80,6 @@ SIGNATURES: dict[str, tuple[type[WorkflowRunError], str]] = {
     "truncated": (InvalidResponseError, r"not JSON"),
 }
 
-TRIGGER_IGNORES_HOOK_TIMEOUT = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "WorkflowRunTrigger builds its hook with the default 30 s request timeout and never sees the "
-        "operator's hook_params, so a stalled poll is not cut at hook_params['timeout']. Needs: "
-        "triggers/workflow_run.py WorkflowRunTrigger(hook_params: dict | None = None), serialized, "
-        "merged into _hook() (WorkflowRunHook(conn_id, **{'retry_limit': 3, 'retry_max_seconds': ..., "
-        "**hook_params})), and RunWorkflowOperator/WorkflowRunSensor passing hook_params=self.hook_params"
-    ),
-)
-
-
-HTTP_STATUS_NOT_NAMED = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "PlatformError messages put the platform's code in place of the HTTP status (Dify: "
-        "'platform error internal_server_error' for 502/503/504, GPTBots: 'platform error 50200'), so a "
-        "poll that keeps failing does not say which status it got. Needs: platforms/base.py "
-        "PlatformAdapter.raise_for_error to write f'platform error {code} (HTTP {status_code}): {message}' "
-        "when code differs from str(status_code). (Submit errors already name it: the operator adds "
-        "'HTTP <status> after the request was sent'.)"
-    ),
-)
-
 
 def expectation(platform: str, fault: str, phase: str, mode: str) -> str:
     """``succeeds`` (slower), ``recovers`` (after retries) or ``fails`` (typed error)."""
@@ -122,16 +98,8 @@ def cells() -> list[Any]:
         for phase in ("submit", "poll"):
             for platform in PLATFORMS:
                 for fault in FAULTS:
-                    marks = []
-                    if phase == "poll" and fault == "read-timeout":
-                        marks.append(TRIGGER_IGNORES_HOOK_TIMEOUT)
-                    named = fault in ("500", "502", "503", "504") and platform != "chenyu"
-                    if mode == "persistent" and phase == "poll" and named:
-                        marks.append(HTTP_STATUS_NOT_NAMED)
                     params.append(
-                        pytest.param(
-                            platform, fault, phase, mode, marks=marks, id=f"{mode}-{phase}-{platform}-{fault}"
-                        )
+                        pytest.param(platform, fault, phase, mode, id=f"{mode}-{phase}-{platform}-{fault}")
                     )
     return params
 

@@ -49,6 +49,7 @@ def test_serialization_is_exact_and_has_no_secret(emulator):
         "max_consecutive_failures": 5,
         "max_poll_interval": 300.0,
         "adaptive": True,
+        "hook_params": None,
     }
     assert emulator.api_key not in repr(trigger)
     assert WorkflowRunTrigger(**kwargs).serialize() == (classpath, kwargs)
