@@ -8,7 +8,6 @@ are in ``tests/dags``.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from decimal import Decimal
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
 from conftest import PLATFORMS, WORKFLOW_IDS
+from worker_standins import StateStore, TaskInstanceStandIn, context, fire
 
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
@@ -28,29 +28,6 @@ from airflow_provider_wfrun.exceptions import (
 from airflow_provider_wfrun.operators.workflow_run import RunWorkflowOperator
 from airflow_provider_wfrun.sensors.workflow_run import WorkflowRunSensor
 from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
-
-
-class TaskInstanceStandIn:
-    def __init__(self, try_number: int = 1, map_index: int = -1) -> None:
-        self.dag_id, self.task_id, self.run_id = "dag", "task", "manual__1"
-        self.map_index = map_index
-        self.try_number = try_number
-        self.stats_tags: dict[str, str] = {}
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-
-class StateStore(dict):
-    """``task_state_store``: survives retries of one task instance."""
-
-    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
-        self[key] = value
-
-
-def context(ti: TaskInstanceStandIn | None = None, store: StateStore | None = None) -> dict[str, Any]:
-    return {"ti": ti or TaskInstanceStandIn(), "task_state_store": store}
 
 
 def operator(conn_id: str, platform: str, scenario: dict | None = None, **kwargs: Any) -> RunWorkflowOperator:
@@ -70,13 +47,6 @@ def defer(op: RunWorkflowOperator, ctx: dict[str, Any]) -> WorkflowRunTrigger:
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout is None  # our deadline, not the framework's
     return deferred.value.trigger
-
-
-def fire(trigger: WorkflowRunTrigger) -> dict[str, Any]:
-    async def first_event() -> dict[str, Any]:
-        return await anext(event.payload async for event in trigger.run())
-
-    return asyncio.run(first_event())
 
 
 def submissions(emulator, platform: str) -> int:
