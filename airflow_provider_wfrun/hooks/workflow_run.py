@@ -43,6 +43,7 @@ from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 from httpx_sse import aconnect_sse, connect_sse
 from tenacity import (
+    AsyncRetrying,
     RetryCallState,
     Retrying,
     retry_if_exception,
@@ -971,27 +972,9 @@ class WorkflowRunHook(BaseHook):
     async def _aretry(
         self, action: str, replay_safe: bool, send: Callable[..., Awaitable[_T]], *args: Any
     ) -> _T:
-        """
-        The async twin of :meth:`_retrying`: the same attempts, stop rule, waits and log lines, in a plain
-        loop. tenacity's per-call machinery cost a poll about as much as parsing it; the retry decisions
-        (:func:`_is_retryable`, :meth:`_retry_delay`) are shared with the sync path.
-        """
-        started = time.monotonic()
-        attempt = 1
-        while True:
-            try:
-                return await send(*args)
-            except Exception as exc:
-                if (
-                    attempt >= self.retry_limit
-                    or time.monotonic() - started >= self.retry_max_seconds
-                    or not _is_retryable(exc, replay_safe=replay_safe)
-                ):
-                    raise
-                delay = self._retry_delay(exc, attempt)
-                self._log_retry(action, exc, delay, attempt + 1)
-            await asyncio.sleep(delay)
-            attempt += 1
+        """The async twin of :meth:`_retrying`: the same tenacity policy, attempts, waits and logs."""
+        retrying = self._retrying(AsyncRetrying, replay_safe=replay_safe, action=action)
+        return await retrying(send, *args)
 
     def _send(self, request: ApiRequest, run_id: str | None) -> Any:
         connection = self.get_platform_connection()
