@@ -156,7 +156,10 @@ def part_airflow(url: str, env: dict[str, str], wait: float, interval: float) ->
         }
         for name, home in homes.items()
     }
-    log("part 3: migrating two SQLite metadata databases")
+    log("part 3: two fresh SQLite metadata databases")
+    for home in homes.values():  # fresh each time: rows left by earlier runs must not weigh on either side
+        for name in ("airflow.db", "airflow.db-journal", "airflow.db-wal", "airflow.db-shm"):
+            (home / name).unlink(missing_ok=True)
     migrations = [
         subprocess.Popen(
             [sys.executable, "-m", "airflow", "db", "migrate"],
