@@ -294,7 +294,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    memory = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.strip()
+    memory = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.rstrip()
     return (
         f"nproc: {os.cpu_count()}, CPU: {cpu}, Python {platform.python_version()}, {platform.platform()}\n\n"
         f"```\n$ free -h\n{memory}\n```"
