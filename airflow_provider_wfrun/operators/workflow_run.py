@@ -180,8 +180,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         return WorkflowRunHook(self.conn_id, **self.hook_params)
 
     def execute(self, context: Context) -> Any:
-        self._check_before_sending(context)
-        stored = self._stored_handle(context)
+        stored = self._check_before_sending(context)
         if stored is not None and stored.get("try_number") == context["ti"].try_number:
             # The same try entered execute() again (a resume rescheduled at start-up): the run it started is
             # this try's outcome, whatever its state. The mixin would resubmit after a failed run.
@@ -189,8 +188,12 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
             return self.poll_until_complete(stored, context)
         return self.execute_resumable(context)
 
-    def _check_before_sending(self, context: Context) -> None:
-        """Every check that needs no request: rendered fields, the connection, the submit request."""
+    def _check_before_sending(self, context: Context) -> dict[str, Any] | None:
+        """
+        Every check that needs no request: rendered fields, the connection, the submit request.
+
+        Returns the run handle an earlier try stored (read once here: each read asks the supervisor).
+        """
         check_rendered_ids(conn_id=self.conn_id)
         self.workflow_id = check_workflow_id(self.workflow_id)
         check_inputs(self.inputs)
@@ -212,6 +215,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
                     "start a new one",
                     platform=adapter.name,
                 ) from None
+        return stored
 
     # --- ResumableJobMixin ---------------------------------------------------------------------------
     def submit_job(self, context: Context) -> dict[str, Any]:
