@@ -42,7 +42,15 @@ Phase = Literal["queued", "running", "succeeded", "failed", "canceled", "partial
 TERMINAL_PHASES = frozenset({"succeeded", "failed", "canceled", "partial"})
 SCENARIO_INPUT_KEY = "_emulator"
 CONTROL_ROOT = "/_emulator"
-_COUNTERS = ("submissions", "idempotent_replays", "cancels", "requests", "responses", "faults")
+_COUNTERS = (
+    "submissions",
+    "idempotent_replays",
+    "cancels",
+    "requests",
+    "responses",
+    "faults",
+    "client_connections",
+)
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -459,6 +467,9 @@ class EmulatorState:
         for name in ("requests", "responses", "faults"):
             result[name] = dict(self._counters[name])
         result["runs"] = len(self._runs)
+        # Distinct client (address, port) pairs: TCP connections opened to the platform APIs, so a test can
+        # tell keep-alive reuse from a connection per request.
+        result["connections"] = len(self._counters["client_connections"])
         return result
 
 
@@ -499,6 +510,8 @@ async def _serve(
     state: EmulatorState, dialect: Dialect, route_id: str, handler: Handler, request: Request
 ) -> Response:
     state.count("requests", route_id)
+    if request.client is not None:
+        state.count("client_connections", f"{request.client.host}:{request.client.port}")
     fault = state.draw_fault(route_id)
     if fault is not None and fault.phase == "before":
         if fault.kind != "delay":

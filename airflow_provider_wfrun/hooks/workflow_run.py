@@ -4,9 +4,10 @@ One hook for every workflow platform; the connection's type picks the platform a
 Design notes:
 
 * **HTTP clients are reused.** The sync path keeps one :class:`httpx.Client` per hook. The async path uses
-  one :class:`httpx.AsyncClient` per event loop, shared by every hook on that loop, because a triggerer may
-  poll thousands of runs at once and a client (with its connection pool) per poll or per trigger costs CPU,
-  sockets and memory. The API key travels in a per-request header, so one client serves many connections.
+  one :class:`httpx.AsyncClient` per event loop (:func:`shared_async_client`), shared by every hook on
+  that loop while any of them is working, because a triggerer may poll thousands of runs at once and a
+  client (with its connection pool) per poll or per trigger costs CPU, sockets and memory. The API key
+  travels in a per-request header, so one client serves many connections.
 * **Retries are bounded and honest.** Connection errors, timeouts, 5xx and 429 are retried with exponential
   backoff and jitter, honouring ``Retry-After`` (capped), until ``retry_limit`` attempts or
   ``retry_max_seconds`` pass. A submit is retried only where that cannot start a second run: always on
@@ -27,14 +28,13 @@ import urllib.request
 import uuid
 import weakref
 import zlib
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpcore
@@ -62,6 +62,7 @@ from airflow_provider_wfrun.exceptions import (
     WorkflowRunConnectionError,
     WorkflowRunError,
 )
+from airflow_provider_wfrun.hooks.lean_pool import LeanConnectionPool
 from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes, get_adapter
 from airflow_provider_wfrun.platforms.base import ApiRequest
 
@@ -167,33 +168,60 @@ def parse_retry_after(value: str | None, *, cap: float) -> float | None:
     return max(0.0, min(seconds, cap))
 
 
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 #: Connections of the shared async client: enough for thousands of runs polled over real latencies.
 ASYNC_MAX_CONNECTIONS = 100
 #: Idle keep-alive connections are closed after this long: under the 5 s of common servers (uvicorn).
 ASYNC_KEEPALIVE_SECONDS = 4.0
 
 
-def shared_async_client() -> httpx.AsyncClient:
-    """The one :class:`httpx.AsyncClient` of the running event loop, created on first use."""
+@dataclass
+class _LoopClient:
+    client: httpx.AsyncClient | None = None
+    holders: int = 0
+
+
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def shared_async_client() -> AsyncIterator[httpx.AsyncClient]:
+    """
+    The running event loop's one :class:`httpx.AsyncClient`, held open for the block.
+
+    One per loop because a triggerer polls thousands of runs from one loop, and a client (with its
+    connection pool) per poll or per trigger costs a TCP connection, CPU and memory each time. Every async
+    hook call and every waiting trigger holds it, and it closes when the last holder leaves: a triggerer
+    with any run waiting keeps its pooled connections, and a loop that ends (``dag.test()``, a test) leaves
+    no socket open behind it.
+    """
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            verify=_default_ssl_context(),
-            limits=httpx.Limits(
-                max_connections=ASYNC_MAX_CONNECTIONS,
-                max_keepalive_connections=ASYNC_MAX_CONNECTIONS,
-                keepalive_expiry=ASYNC_KEEPALIVE_SECONDS,
-            ),
-            follow_redirects=False,
-        )
-        _use_lean_pool(client)
-        _async_clients[loop] = client
+    shared = _loop_clients.get(loop)
+    if shared is None:
+        shared = _loop_clients[loop] = _LoopClient()
+    if shared.client is None or shared.client.is_closed:
+        shared.client = _new_async_client()
+    client = shared.client
+    shared.holders += 1
+    try:
+        yield client
+    finally:
+        shared.holders -= 1
+        if shared.holders == 0 and shared.client is client:
+            shared.client = None
+            await client.aclose()
+
+
+def _new_async_client() -> httpx.AsyncClient:
+    client = httpx.AsyncClient(
+        verify=_default_ssl_context(),
+        limits=httpx.Limits(
+            max_connections=ASYNC_MAX_CONNECTIONS,
+            max_keepalive_connections=ASYNC_MAX_CONNECTIONS,
+            keepalive_expiry=ASYNC_KEEPALIVE_SECONDS,
+        ),
+        follow_redirects=False,
+    )
+    _use_lean_pool(client)
     return client
 
 
@@ -242,537 +270,6 @@ def _use_lean_pool(client: httpx.AsyncClient) -> None:
             max_connections=ASYNC_MAX_CONNECTIONS,
             keepalive_expiry=ASYNC_KEEPALIVE_SECONDS,
         )
-
-
-_Origin = tuple[bytes, bytes, int]
-
-
-class LeanConnectionPool:
-    """
-    An HTTP/1.1 keep-alive pool for one event loop, with constant work per request.
-
-    It speaks httpcore's pool interface (``handle_async_request``, ``connections``, ``aclose``), so httpx's
-    transport drives it. Connections are asyncio protocols that parse HTTP/1.1 themselves (no stream
-    objects, no anyio), and a connection the server closed leaves the pool from its ``connection_lost``
-    callback, so reusing one needs no system call. Idle connections are reused last-in first-out; when all
-    ``max_connections`` are busy, requests wait in line (first come, first served) for the next one freed.
-    """
-
-    def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int, keepalive_expiry: float) -> None:
-        self._ssl_context = ssl_context
-        self._max_connections = max_connections
-        self._keepalive_expiry = keepalive_expiry
-        self._all: set[_LeanConnection] = set()
-        self._idle: dict[_Origin, list[_LeanConnection]] = {}
-        self._waiters: deque[tuple[asyncio.Future[_LeanConnection | None], _Origin]] = deque()
-
-    @property
-    def connections(self) -> list[_LeanConnection]:
-        return list(self._all)
-
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        url = request.url
-        scheme = url.scheme
-        if scheme not in (b"http", b"https"):
-            raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-        origin = (scheme, url.host, url.port or (443 if scheme == b"https" else 80))
-        timeouts = request.extensions.get("timeout", {})
-        connection = await self._acquire(origin, timeouts.get("pool"), timeouts.get("connect"))
-        try:
-            event = await connection.send(request, timeouts.get("write"), timeouts.get("read"))
-        except BaseException:
-            self._discard(connection)
-            raise
-        return httpcore.Response(
-            status=event.status,
-            headers=event.headers,
-            content=_LeanBody(self, connection, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": event.reason},
-        )
-
-    async def fetch(
-        self,
-        origin: _Origin,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        timeouts: Mapping[str, float | None],
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """
-        One whole exchange without httpx's request and response objects (the hook's path for API calls):
-        the status, the headers (names in lower case) and the body as received (not decoded).
-        Raises httpcore's exceptions, like :meth:`handle_async_request`.
-        """
-        read_timeout = timeouts.get("read")
-        connection = await self._acquire(origin, timeouts.get("pool"), timeouts.get("connect"))
-        try:
-            head = await connection.exchange(
-                method, target, headers, body, timeouts.get("write"), read_timeout
-            )
-            chunks = []
-            while (piece := await connection.read_body(read_timeout)) is not None:
-                chunks.append(piece)
-        except BaseException:
-            self._discard(connection)
-            raise
-        self._release(connection)
-        return head.status, head.headers, b"".join(chunks)
-
-    async def aclose(self) -> None:
-        for connection in list(self._all):
-            self._discard(connection)
-        for future, _ in self._waiters:
-            if not future.done():
-                future.set_result(None)
-
-    async def __aenter__(self) -> LeanConnectionPool:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    # --- connections in and out ------------------------------------------------------------------------
-    async def _acquire(
-        self, origin: _Origin, pool_timeout: float | None, connect_timeout: float | None
-    ) -> _LeanConnection:
-        loop = asyncio.get_running_loop()
-        deadline = None if pool_timeout is None else loop.time() + pool_timeout
-        if not self._waiters:
-            connection = self._take_idle(origin, loop.time())
-            if connection is not None:
-                return connection
-            if self._make_room():
-                return await self._connect(origin, connect_timeout)
-        while True:  # in line behind earlier requests; ends by a hand-over, a new connection or a timeout
-            future: asyncio.Future[_LeanConnection | None] = loop.create_future()
-            entry = (future, origin)
-            self._waiters.append(entry)
-            remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
-            timer = None if remaining is None else loop.call_later(remaining, _resolve, future, None)
-            try:
-                handed = await future
-            except BaseException:
-                if future.done() and not future.cancelled() and future.result() is not None:
-                    self._release(future.result())  # handed over just as this request was canceled
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(entry)
-            if handed is not None:
-                return handed
-            connection = self._take_idle(origin, loop.time())
-            if connection is not None:
-                return connection
-            if self._make_room():
-                return await self._connect(origin, connect_timeout)
-            if deadline is not None and loop.time() >= deadline:
-                raise httpcore.PoolTimeout(
-                    f"no connection became free within {pool_timeout} s ({self._max_connections} in use)"
-                )
-
-    def _take_idle(self, origin: _Origin, now: float) -> _LeanConnection | None:
-        idle = self._idle.get(origin)
-        while idle:
-            connection = idle.pop()
-            if connection.reusable(now, self._keepalive_expiry):
-                connection.in_use = True
-                return connection
-            self._discard(connection)
-        return None
-
-    def _make_room(self) -> bool:
-        if len(self._all) >= self._max_connections:
-            for idle in self._idle.values():  # an idle connection to another origin gives way
-                if idle:
-                    self._discard(idle.pop(0))
-                    break
-        return len(self._all) < self._max_connections
-
-    async def _connect(self, origin: _Origin, timeout: float | None) -> _LeanConnection:
-        connection = _LeanConnection(self, origin)
-        self._all.add(connection)
-        try:
-            await connection.connect(self._ssl_context, timeout)
-        except BaseException:
-            self._discard(connection)
-            raise
-        connection.in_use = True
-        return connection
-
-    def _release(self, connection: _LeanConnection) -> None:
-        """A finished exchange: hand the connection to the next request in line, or keep it idle."""
-        if connection not in self._all or not connection.next_cycle():
-            self._discard(connection)
-            return
-        now = asyncio.get_running_loop().time()
-        connection.idle_since = now
-        while self._waiters:
-            future, origin = self._waiters.popleft()
-            if future.done():
-                continue
-            if origin == connection.origin:
-                future.set_result(connection)
-                return
-            future.set_result(None)  # another origin: it may now close this idle connection for its own
-            break
-        connection.in_use = False
-        idle = self._idle.setdefault(connection.origin, [])
-        idle.append(connection)
-        if idle[0].idle_since + self._keepalive_expiry < now:  # prune the oldest, a little at a time
-            self._discard(idle.pop(0))
-
-    def _discard(self, connection: _LeanConnection) -> None:
-        if connection not in self._all:
-            return
-        self._all.discard(connection)
-        idle = self._idle.get(connection.origin)
-        if idle and connection in idle:
-            idle.remove(connection)
-        connection.close()
-        while self._waiters:  # room for one more connection
-            future, _ = self._waiters.popleft()
-            if not future.done():
-                future.set_result(None)
-                break
-
-
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-class _Head(NamedTuple):
-    """A response's status line and headers (names in lower case)."""
-
-    status: int
-    reason: bytes
-    headers: list[tuple[bytes, bytes]]
-
-
-#: Longest response head accepted, status line and headers together.
-_MAX_HEAD_BYTES = 64 * 1024
-_NO_BODY_STATUSES = frozenset({204, 304})
-
-
-class _LeanConnection(asyncio.Protocol):
-    """
-    One HTTP/1.1 connection: an asyncio protocol whose bytes are parsed as they are needed.
-
-    The client side of HTTP/1.1 needed here is small: write a request with a known length, read a status
-    line and headers, then a body framed by ``Content-Length``, chunked, or by the connection's end. Waits
-    are futures woken by the protocol callbacks, with a timer for the timeout.
-    """
-
-    def __init__(self, pool: LeanConnectionPool, origin: _Origin) -> None:
-        self.pool = pool
-        self.origin = origin
-        self.transport: asyncio.Transport | None = None
-        self.in_use = False
-        self.idle_since = 0.0
-        self.closed = False
-        self.lost: BaseException | None = None
-        self._buffer = bytearray()
-        self._eof = False
-        self._paused = False
-        self._waiter: asyncio.Future[bool] | None = None
-        # The exchange in progress: how its body is framed and whether the connection outlives it.
-        self._framing = ""  # "length", "chunked", "close" or "" (no body left)
-        self._left = 0  # bytes left of a Content-Length body or of the current chunk
-        self._keep_alive = False
-
-    def __repr__(self) -> str:
-        scheme, host, port = self.origin
-        state = "CLOSED" if self.closed else "ACTIVE" if self.in_use else "IDLE"
-        return f"<_LeanConnection [{scheme.decode()}://{host.decode()}:{port}, HTTP/1.1, {state}]>"
-
-    # --- asyncio callbacks ----------------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        if not self.in_use:  # nothing may arrive on an idle connection: the server is closing it
-            self.pool._discard(self)
-            return
-        self._buffer += data
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.lost = exc
-        self._wake()
-        if not self.in_use:
-            self.pool._discard(self)
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        self._wake()
-
-    # --- used by the pool -----------------------------------------------------------------------------
-    async def connect(self, ssl_context: ssl.SSLContext, timeout: float | None) -> None:
-        scheme, host, port = self.origin
-        name = host.decode("ascii")
-        extra: dict[str, Any] = {"ssl": ssl_context, "server_hostname": name} if scheme == b"https" else {}
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.create_connection(lambda: self, name, port, **extra), timeout)
-        except asyncio.TimeoutError:
-            raise httpcore.ConnectTimeout(f"no connection to {name}:{port} within {timeout} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-
-    def reusable(self, now: float, keepalive_expiry: float) -> bool:
-        return not self.closed and not self._eof and now - self.idle_since < keepalive_expiry
-
-    def next_cycle(self) -> bool:
-        """Whether the finished exchange leaves the connection fit for another one."""
-        return (
-            self._keep_alive and not self._framing and not self._buffer and not self.closed and not self._eof
-        )
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-        self._wake()
-
-    async def send(
-        self, request: httpcore.Request, write_timeout: float | None, read_timeout: float | None
-    ) -> _Head:
-        """Write the request; return the response head (the body is read by :class:`_LeanBody`)."""
-        headers = list(request.headers)
-        body = b"".join([chunk async for chunk in request.stream])  # type: ignore[union-attr]
-        if any(name.lower() == b"transfer-encoding" for name, _ in headers):
-            body = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
-        return await self.exchange(
-            request.method, request.url.target, headers, body, write_timeout, read_timeout
-        )
-
-    async def exchange(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        write_timeout: float | None,
-        read_timeout: float | None,
-    ) -> _Head:
-        """Write one request; return the response head, leaving its body to :meth:`read_body`."""
-        lines = [b"%s %s HTTP/1.1" % (method, target)]
-        for name, value in headers:
-            if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
-                raise httpcore.LocalProtocolError(f"illegal header {name!r}")
-            lines.append(b"%s: %s" % (name, value))
-        lines.append(b"\r\n")
-        if self.closed or self.transport is None:
-            raise httpcore.WriteError(self._lost_text("the connection closed before the request was sent"))
-        self.transport.write(b"\r\n".join(lines) + body)
-        while self._paused and not self.closed:
-            await self._wait(write_timeout, httpcore.WriteTimeout)
-        while True:
-            head = await self._read_head(read_timeout)
-            if not 100 <= head.status < 200 or head.status == 101:
-                break
-        self._frame(method, head)
-        return head
-
-    async def _read_head(self, timeout: float | None) -> _Head:
-        while True:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(self._buffer) > _MAX_HEAD_BYTES:
-                raise httpcore.RemoteProtocolError("the response head is too long")
-            self._raise_if_ended("Server disconnected without sending a response.")
-            await self._wait(timeout, httpcore.ReadTimeout)
-        raw = bytes(self._buffer[:end])
-        del self._buffer[: end + 4]
-        status_line, *header_lines = raw.split(b"\r\n")
-        version, _, rest = status_line.partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise httpcore.RemoteProtocolError(f"malformed status line {status_line[:80]!r}")
-        headers = []
-        for line in header_lines:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
-                raise httpcore.RemoteProtocolError(f"malformed header line {line[:80]!r}")
-            headers.append((name.lower(), value.strip()))
-        connection = b",".join(value for name, value in headers if name == b"connection").lower()
-        if version == b"HTTP/1.1":
-            self._keep_alive = b"close" not in connection
-        else:
-            self._keep_alive = b"keep-alive" in connection
-        return _Head(int(code), reason, headers)
-
-    def _frame(self, method: bytes, head: _Head) -> None:
-        """How the body of this response ends (RFC 9112, section 6.3)."""
-        codings = b",".join(value for name, value in head.headers if name == b"transfer-encoding").lower()
-        lengths = {value for name, value in head.headers if name == b"content-length"}
-        if method == b"HEAD" or head.status in _NO_BODY_STATUSES or head.status < 200:
-            self._framing = ""
-        elif codings:
-            if codings.split(b",")[-1].strip() != b"chunked":
-                self._framing, self._keep_alive = "close", False
-            else:
-                self._framing, self._left = "chunked", -1
-        elif lengths:
-            if len(lengths) > 1 or not next(iter(lengths)).isdigit():
-                raise httpcore.RemoteProtocolError("conflicting or invalid Content-Length")
-            self._left = int(next(iter(lengths)))
-            self._framing = "length" if self._left else ""
-        else:
-            self._framing, self._keep_alive = "close", False
-
-    async def read_body(self, timeout: float | None) -> bytes | None:
-        """The next piece of the body, or None once it is complete."""
-        while True:
-            framing = self._framing
-            if not framing:
-                return None
-            if framing == "length":
-                if self._buffer:
-                    piece = bytes(self._buffer[: self._left])
-                    del self._buffer[: len(piece)]
-                    self._left -= len(piece)
-                    if not self._left:
-                        self._framing = ""
-                    return piece
-                self._raise_if_ended("peer closed connection without sending complete message body")
-            elif framing == "close":
-                if self._buffer:
-                    piece = bytes(self._buffer)
-                    self._buffer.clear()
-                    return piece
-                if self.closed or self._eof:
-                    if self.lost is not None:
-                        raise httpcore.ReadError(self._lost_text("connection lost"))
-                    self._framing = ""
-                    return None
-            else:
-                piece = self._read_chunked()
-                if piece is not None:
-                    return piece
-                if self._framing:
-                    self._raise_if_ended("peer closed connection without sending complete message body")
-            if self._framing:
-                await self._wait(timeout, httpcore.ReadTimeout)
-
-    def _read_chunked(self) -> bytes | None:
-        """Data of the current chunk already received; None when more bytes are needed (or at the end)."""
-        buffer = self._buffer
-        while True:
-            if self._left > 0:  # inside a chunk's data
-                if not buffer:
-                    return None
-                piece = bytes(buffer[: self._left])
-                del buffer[: len(piece)]
-                self._left -= len(piece)
-                if not self._left:
-                    self._left = -2  # its CRLF follows
-                return piece
-            if self._left == -2:  # the CRLF after a chunk's data
-                if len(buffer) < 2:
-                    return None
-                if buffer[:2] != b"\r\n":
-                    raise httpcore.RemoteProtocolError("malformed chunked body")
-                del buffer[:2]
-                self._left = -1
-            if self._left == -3:  # after the last chunk: trailer lines up to an empty one
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    return None
-                del buffer[: end + 2]
-                if end == 0:
-                    self._framing = ""
-                    return None
-                continue
-            end = buffer.find(b"\r\n")  # a chunk-size line
-            if end < 0:
-                if len(buffer) > 1024:
-                    raise httpcore.RemoteProtocolError("malformed chunk size line")
-                return None
-            size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
-            del buffer[: end + 2]
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise httpcore.RemoteProtocolError(f"malformed chunk size {size_text[:20]!r}") from None
-            self._left = size if size else -3
-
-    def _raise_if_ended(self, message: str) -> None:
-        if self.lost is not None:
-            raise httpcore.ReadError(self._lost_text("connection lost"))
-        if self.closed or self._eof:
-            raise httpcore.RemoteProtocolError(message)
-
-    def _lost_text(self, fallback: str) -> str:
-        return str(self.lost) or type(self.lost).__name__ if self.lost is not None else fallback
-
-    async def _wait(self, timeout: float | None, timeout_error: type[Exception]) -> None:
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, _resolve, waiter, False)
-        try:
-            woken = await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-        if not woken:
-            raise timeout_error(f"no answer within {timeout} s")
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
-
-
-class _LeanBody:
-    """The response body as httpx reads it; the connection goes back to the pool at its end."""
-
-    def __init__(self, pool: LeanConnectionPool, connection: _LeanConnection, timeout: float | None) -> None:
-        self._pool = pool
-        self._connection = connection
-        self._timeout = timeout
-        self._done = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._done:
-            return
-        try:
-            while True:
-                piece = await self._connection.read_body(self._timeout)
-                if piece is None:
-                    break
-                if piece:
-                    yield piece
-        except BaseException:
-            self._finish(reuse=False)
-            raise
-        self._finish(reuse=True)
-
-    async def aclose(self) -> None:
-        self._finish(reuse=False)
-
-    def _finish(self, *, reuse: bool) -> None:
-        if self._done:
-            return
-        self._done = True
-        if reuse:
-            self._pool._release(self._connection)
-        else:
-            self._pool._discard(self._connection)
 
 
 class WorkflowRunHook(BaseHook):
@@ -922,26 +419,29 @@ class WorkflowRunHook(BaseHook):
     ) -> WorkflowRun:
         await self.aget_platform_connection()
         request = self._submit_request(inputs, workflow_id, idempotency_key)
-        run = await self._aretry("submit", self.adapter.idempotent_submit, self._asend_submit, request)
+        async with shared_async_client():
+            run = await self._aretry("submit", self.adapter.idempotent_submit, self._asend_submit, request)
         self.log.info("Submitted %s run %s", self.adapter.display_name, run.run_id)
         return run
 
     async def aget_run(self, run_id: str) -> WorkflowRun:
         await self.aget_platform_connection()
         self._check_run_id(run_id)
-        payload = await self._acall(self.adapter.get_request(run_id), run_id)
-        run = self.adapter.parse_run(payload, run_id=run_id)
-        settlement = self.adapter.settlement_request(run)
-        if settlement is not None:
-            run = self.adapter.apply_settlement(run, await self._acall(settlement, run_id))
+        async with shared_async_client():  # a settlement call reuses the poll's connection
+            payload = await self._acall(self.adapter.get_request(run_id), run_id)
+            run = self.adapter.parse_run(payload, run_id=run_id)
+            settlement = self.adapter.settlement_request(run)
+            if settlement is not None:
+                run = self.adapter.apply_settlement(run, await self._acall(settlement, run_id))
         return run
 
     async def acancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         await self.aget_platform_connection()
         self._check_run_id(run_id)
-        await self._acall(self.adapter.cancel_request(run_id, task_id=task_id), run_id)
-        self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
-        return await self.aget_run(run_id)
+        async with shared_async_client():
+            await self._acall(self.adapter.cancel_request(run_id, task_id=task_id), run_id)
+            self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
+            return await self.aget_run(run_id)
 
     # --- plumbing -------------------------------------------------------------------------------
     def _submit_request(
@@ -990,13 +490,13 @@ class WorkflowRunHook(BaseHook):
         return self._decode(response.status_code, response.headers, response.content, run_id)
 
     async def _asend(self, request: ApiRequest, run_id: str | None) -> Any:
-        client = shared_async_client()
-        pool = _direct_pool(client)
-        with self._transport_errors(run_id):
-            if pool is None:
-                response = await client.send(self._http_request(request))
-                return self._decode(response.status_code, response.headers, response.content, run_id)
-            status, raw_headers, content = await self._fetch(pool, request)
+        async with shared_async_client() as client:
+            pool = _direct_pool(client)
+            with self._transport_errors(run_id):
+                if pool is None:
+                    response = await client.send(self._http_request(request))
+                    return self._decode(response.status_code, response.headers, response.content, run_id)
+                status, raw_headers, content = await self._fetch(pool, request)
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
         return self._decode(status, headers, _decoded_body(headers, content), run_id)
 
@@ -1055,17 +555,11 @@ class WorkflowRunHook(BaseHook):
     def _send_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
             return self.adapter.parse_submit(self._send(request, None))
-        connection = self.get_platform_connection()
+        self.get_platform_connection()
+        method, url, options = self._stream_request(request)
         with (
             self._transport_errors(None),
-            connect_sse(
-                self.get_conn(),
-                request.method,
-                connection.base_url + request.path,
-                json=request.json,
-                headers=connection.headers,
-                timeout=self.timeout,
-            ) as source,
+            connect_sse(self.get_conn(), method, url, **options) as source,
         ):
             if not _is_event_stream(source.response):
                 source.response.read()
@@ -1079,17 +573,12 @@ class WorkflowRunHook(BaseHook):
     async def _asend_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
             return self.adapter.parse_submit(await self._asend(request, None))
-        connection = self._connection
-        assert connection is not None
+        method, url, options = self._stream_request(request)
         with self._transport_errors(None):
-            async with aconnect_sse(
-                shared_async_client(),
-                request.method,
-                connection.base_url + request.path,
-                json=request.json,
-                headers=connection.headers,
-                timeout=self.timeout,
-            ) as source:
+            async with (
+                shared_async_client() as client,
+                aconnect_sse(client, method, url, **options) as source,
+            ):
                 if not _is_event_stream(source.response):
                     await source.response.aread()
                     return self.adapter.parse_submit(self._decode_response(source.response))
@@ -1098,6 +587,13 @@ class WorkflowRunHook(BaseHook):
                     if run is not None:
                         return run
         raise self._stream_ended()
+
+    def _stream_request(self, request: ApiRequest) -> tuple[str, str, dict[str, Any]]:
+        """Method, URL and options of a streamed submit (Dify), for httpx-sse on either path."""
+        connection = self._connection
+        assert connection is not None
+        options = {"json": request.json, "headers": connection.headers, "timeout": self.timeout}
+        return request.method, connection.base_url + request.path, options
 
     def _read_event(self, data: str) -> WorkflowRun | None:
         if not data:

@@ -23,7 +23,7 @@ from airflow_provider_wfrun.exceptions import (
     RunNotFoundError,
     WorkflowRunError,
 )
-from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
+from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook, shared_async_client
 from airflow_provider_wfrun.models import RunStatus
 
 if TYPE_CHECKING:
@@ -140,6 +140,13 @@ class WorkflowRunTrigger(BaseTrigger):
         return WorkflowRunHook(self.conn_id, **{**defaults, **(self.hook_params or {})})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The wait holds the loop's shared HTTP session, so its pooled connections outlive each poll and
+        # close once the last waiting trigger on the loop is done.
+        async with shared_async_client():
+            event = await self._wait()
+        yield event
+
+    async def _wait(self) -> TriggerEvent:
         hook = self._hook()
         failures = 0
         started = time.monotonic()
@@ -147,13 +154,11 @@ class WorkflowRunTrigger(BaseTrigger):
             try:
                 run = await hook.aget_run(self.run_id)
             except _FATAL_POLL_ERRORS as exc:
-                yield self._error_event(exc)
-                return
+                return self._error_event(exc)
             except WorkflowRunError as exc:
                 failures += 1
                 if failures >= self.max_consecutive_failures:
-                    yield self._error_event(exc, after=failures)
-                    return
+                    return self._error_event(exc, after=failures)
                 self.log.warning(
                     "Poll %d of %d in a row failed: %s", failures, self.max_consecutive_failures, exc
                 )
@@ -162,12 +167,10 @@ class WorkflowRunTrigger(BaseTrigger):
                 failures = 0
                 self._report(run)
                 if run.is_terminal:
-                    yield self._event(run.status.value, _terminal_message(run))
-                    return
+                    return self._event(run.status.value, _terminal_message(run))
             remaining = self.end_time - time.time()
             if remaining <= 0:
-                yield self._event(TIMEOUT, "the run did not finish before the deadline", error_type=TIMEOUT)
-                return
+                return self._event(TIMEOUT, "the run did not finish before the deadline", error_type=TIMEOUT)
             delay = self._next_delay(run, elapsed=time.monotonic() - started, remaining=remaining)
             # Nothing of this poll outlives it: a parsed run kept through the sleep would be promoted to the
             # garbage collector's oldest generation by the thousand and make its full passes frequent.

@@ -83,11 +83,6 @@ class Api:
 
     def close(self) -> None:
         if self.loop is not None:
-
-            async def close_shared_client() -> None:
-                await shared_async_client().aclose()
-
-            self.loop.run_until_complete(close_shared_client())
             self.loop.close()
 
 
@@ -933,39 +928,37 @@ def test_sync_hook_reuses_one_client(
     assert hook.get_conn() is not client
 
 
-async def test_async_hooks_share_one_client_per_event_loop(
+async def test_async_hooks_share_one_client_and_its_connections_per_event_loop(
     connections: dict[str, str], emulator: EmulatorServer
 ) -> None:
     emulator.state.set_scenario("*", Scenario(queue_seconds=0.0, duration_seconds=0.3))
     dify = WorkflowRunHook(connections["dify"], retry_delay=0.01)
     chenyu = WorkflowRunHook(connections["chenyu"], retry_delay=0.01)
-    client = shared_async_client()
-    try:
+    async with shared_async_client() as client:
         dify_run = await dify.asubmit_run(INPUTS)
         chenyu_run = await chenyu.asubmit_run(INPUTS, workflow_id=CHENYU_WORKFLOW)
-        polls = await asyncio.gather(
-            *(dify.aget_run(dify_run.run_id) for _ in range(5)),
-            *(chenyu.aget_run(chenyu_run.run_id) for _ in range(5)),
-        )
-        assert {run.run_id for run in polls} == {dify_run.run_id, chenyu_run.run_id}
-
-        assert shared_async_client() is client
+        before = emulator.state.stats()
+        for _ in range(10):
+            polls = await asyncio.gather(dify.aget_run(dify_run.run_id), chenyu.aget_run(chenyu_run.run_id))
+            assert [run.run_id for run in polls] == [dify_run.run_id, chenyu_run.run_id]
+        after = emulator.state.stats()
+        async with shared_async_client() as inner:
+            assert inner is client
         assert not client.is_closed
-        # The requests went through the shared client's pool.
-        assert client._transport._pool.connections  # type: ignore[attr-defined]
         # Another event loop gets its own client.
-        other = await asyncio.to_thread(asyncio.run, _shared_client_of_a_new_loop())
+        other = await asyncio.to_thread(asyncio.run, _client_of_a_new_loop())
         assert other is not client
-    finally:
-        await client.aclose()
-    assert shared_async_client() is not client  # a closed client is replaced
-    await shared_async_client().aclose()
+    # 20 polls of two hooks kept their connections alive: at most one new connection per concurrent poll.
+    assert sum(after["requests"].values()) - sum(before["requests"].values()) == 20
+    assert after["connections"] - before["connections"] <= 2
+    # The last holder left: the client closed, and the next call opens a fresh one.
+    assert client.is_closed
+    assert (await dify.aget_run(dify_run.run_id)).run_id == dify_run.run_id
 
 
-async def _shared_client_of_a_new_loop() -> Any:
-    client = shared_async_client()
-    await client.aclose()
-    return client
+async def _client_of_a_new_loop() -> Any:
+    async with shared_async_client() as client:
+        return client
 
 
 # ---------------------------------------------------------------------------------- 8. test_connection

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
+import psutil
 import pytest
 from conftest import PLATFORMS, WORKFLOW_IDS
 
-from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook, shared_async_client
+from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
 
 
@@ -189,9 +191,40 @@ async def test_on_kill_without_cancel_api_or_when_disabled_sends_nothing(connect
     assert emulator.state.stats()["cancels"] == {"chenyu": 0, "dify": 0, "gptbots": 0}
 
 
-async def test_many_triggers_share_one_http_client_per_event_loop(connections):
-    runs = [submit(connections["gptbots"], "gptbots", duration_seconds=0.2) for _ in range(5)]
-    client = shared_async_client()
-    events = await asyncio.gather(*(events_of(trigger_for(connections["gptbots"], run)) for run in runs))
+async def test_waiting_triggers_share_one_session_and_close_it_when_the_last_is_done(
+    connections, emulator, recwarn
+):
+    runs = [submit(connections["gptbots"], "gptbots", duration_seconds=0.5) for _ in range(5)]
+    before = emulator.state.stats()
+    triggers = [trigger_for(connections["gptbots"], run, poll_interval=0.05) for run in runs]
+    events = await asyncio.gather(*(events_of(trigger) for trigger in triggers))
+    after = emulator.state.stats()
+
     assert [e[0]["status"] for e in events] == ["succeeded"] * 5
-    assert shared_async_client() is client
+    polls = sum(after["requests"].values()) - sum(before["requests"].values())
+    # Five waits polled many times over at most one connection each: keep-alive across polls and triggers.
+    assert polls >= 25
+    assert after["connections"] - before["connections"] <= 5
+    # The last wait closed the loop's session: no socket left open, nothing for the collector to warn of.
+    assert open_sockets_to(emulator.port) == 0
+    gc.collect()
+    assert not [w for w in recwarn if "Unclosed" in str(w.message)]
+
+
+async def test_a_waiting_trigger_keeps_its_connection_between_polls(connections, emulator):
+    run = submit(connections["dify"], "dify", duration_seconds=1.0)
+    waiting = asyncio.ensure_future(events_of(trigger_for(connections["dify"], run, poll_interval=0.1)))
+    await asyncio.sleep(0.5)
+    assert open_sockets_to(emulator.port) == 1
+    assert (await waiting)[0]["status"] == "succeeded"
+    assert open_sockets_to(emulator.port) == 0
+
+
+def open_sockets_to(port: int) -> int:
+    """This process's established TCP connections to ``port`` (sync hooks dropped by now are collected)."""
+    gc.collect()
+    return sum(
+        1
+        for conn in psutil.Process().net_connections(kind="tcp")
+        if conn.raddr and conn.raddr.port == port and conn.status == psutil.CONN_ESTABLISHED
+    )
