@@ -1,5 +1,11 @@
 """
-Part 2, one contender: wait for a mix of runs with ``WorkflowRunTrigger``, adaptive or fixed-interval.
+Part 2, one contender: wait for a mix of runs with ``WorkflowRunTrigger`` under one polling policy.
+
+* ``adaptive``: the trigger's default (``adaptive=True``).
+* ``fixed-eta``: ``adaptive=False``, the trigger as it was: every ``poll_interval``, stretched to a chenyu
+  queue estimate.
+* ``fixed``: every ``poll_interval`` and nothing else, the peers' pattern (``HttpSensorTrigger``,
+  dbt-cloud's trigger): the same trigger and hook, with the delay replaced.
 
 The process starts, says ``ready``, then reads the submitted runs as one JSON line from stdin, so polling
 starts right after the runs were submitted. For each run it counts the HTTP requests the hook sent (every
@@ -23,6 +29,8 @@ import airflow  # noqa: F401  (import Airflow before the provider: its config lo
 
 from benchmarks.common import percentile
 
+POLICIES = ("adaptive", "fixed", "fixed-eta")
+
 
 async def wait_all(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
@@ -37,8 +45,14 @@ async def wait_all(runs: list[dict[str, Any]], args: argparse.Namespace) -> list
 
     WorkflowRunHook._asend = counted  # type: ignore[method-assign]
 
+    class FixedIntervalTrigger(WorkflowRunTrigger):
+        def _next_delay(self, run: Any, *, elapsed: float, remaining: float) -> float:
+            return min(self.poll_interval, max(remaining, 0.0))
+
+    trigger_class = FixedIntervalTrigger if args.policy == "fixed" else WorkflowRunTrigger
+
     async def wait(run: dict[str, Any]) -> dict[str, Any]:
-        trigger = WorkflowRunTrigger(
+        trigger = trigger_class(
             conn_id=f"bench_{run['platform']}",
             run_id=run["run_id"],
             end_time=time.time() + args.timeout,
@@ -83,7 +97,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--policy", choices=("adaptive", "fixed"), required=True)
+    parser.add_argument("--policy", choices=POLICIES, required=True)
     parser.add_argument("--interval", type=float, required=True)
     parser.add_argument("--max-interval", type=float, required=True)
     parser.add_argument("--timeout", type=float, default=3600)
