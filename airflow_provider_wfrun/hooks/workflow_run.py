@@ -19,7 +19,6 @@ Design notes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import ssl
@@ -28,7 +27,7 @@ import urllib.request
 import uuid
 import weakref
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -174,37 +173,44 @@ ASYNC_MAX_CONNECTIONS = 100
 ASYNC_KEEPALIVE_SECONDS = 4.0
 
 
-@dataclass
 class _LoopClient:
-    client: httpx.AsyncClient | None = None
-    holders: int = 0
+    __slots__ = ("client", "holders")
+
+    def __init__(self) -> None:
+        self.client: httpx.AsyncClient | None = None
+        self.holders = 0
 
 
 _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
 
 
-@contextlib.asynccontextmanager
-async def shared_async_client() -> AsyncIterator[httpx.AsyncClient]:
+class shared_async_client:  # lower case: used like a function, ``async with shared_async_client()``
     """
-    The running event loop's one :class:`httpx.AsyncClient`, held open for the block.
+    The running event loop's one :class:`httpx.AsyncClient`, held open for the ``async with`` block.
 
     One per loop because a triggerer polls thousands of runs from one loop, and a client (with its
     connection pool) per poll or per trigger costs a TCP connection, CPU and memory each time. Every async
     hook call and every waiting trigger holds it, and it closes when the last holder leaves: a triggerer
     with any run waiting keeps its pooled connections, and a loop that ends (``dag.test()``, a test) leaves
-    no socket open behind it.
+    no socket open behind it. A class rather than ``@asynccontextmanager``: a waiting trigger keeps one for
+    hours, and a generator frame per wait costs memory.
     """
-    loop = asyncio.get_running_loop()
-    shared = _loop_clients.get(loop)
-    if shared is None:
-        shared = _loop_clients[loop] = _LoopClient()
-    if shared.client is None or shared.client.is_closed:
-        shared.client = _new_async_client()
-    client = shared.client
-    shared.holders += 1
-    try:
-        yield client
-    finally:
+
+    __slots__ = ("_client", "_shared")
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        shared = _loop_clients.get(loop)
+        if shared is None:
+            shared = _loop_clients[loop] = _LoopClient()
+        if shared.client is None or shared.client.is_closed:
+            shared.client = _new_async_client()
+        shared.holders += 1
+        self._shared, self._client = shared, shared.client
+        return shared.client
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        shared, client = self._shared, self._client
         shared.holders -= 1
         if shared.holders == 0 and shared.client is client:
             shared.client = None
