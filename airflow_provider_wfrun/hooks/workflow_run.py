@@ -47,7 +47,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
     wait_random_exponential,
 )
 
@@ -478,9 +477,31 @@ class WorkflowRunHook(BaseHook):
     async def _aretry(
         self, action: str, replay_safe: bool, send: Callable[..., Awaitable[_T]], *args: Any
     ) -> _T:
-        """The async twin of :meth:`_retrying`: the same tenacity policy, attempts, waits and logs."""
-        retrying = self._retrying(AsyncRetrying, replay_safe=replay_safe, action=action)
-        return await retrying(send, *args)
+        """
+        The async twin of :meth:`_retrying`: the same tenacity policy, attempts, waits and logs.
+
+        The first attempt runs before tenacity is set up: a triggerer makes hundreds of polls a second and
+        nearly all succeed at once, while setting up tenacity's attempt loop cost each poll about a third
+        of its CPU (docs/benchmarks.md). A first attempt that fails is handed to the policy as its attempt
+        1, so what follows (waits, logs, stop rules, counted from the first attempt's start) is unchanged.
+        """
+        started = time.monotonic()
+        try:
+            return await send(*args)
+        except Exception as exc:
+            if not _is_retryable(exc, replay_safe=replay_safe) or self.retry_limit < 2:
+                raise
+            first_failure: Exception | None = exc
+
+        async def attempt(*call_args: Any) -> _T:
+            nonlocal first_failure
+            if first_failure is not None:
+                failure, first_failure = first_failure, None
+                raise failure
+            return await send(*call_args)
+
+        retrying = self._retrying(AsyncRetrying, replay_safe=replay_safe, action=action, started=started)
+        return await retrying(attempt, *args)
 
     def _send(self, request: ApiRequest, run_id: str | None) -> Any:
         connection = self.get_platform_connection()
@@ -650,16 +671,23 @@ class WorkflowRunHook(BaseHook):
     def _transport_errors(self, run_id: str | None) -> _TransportErrors:
         return _TransportErrors(self.adapter.name, run_id)
 
-    def _retrying(self, retrying_class: type[Any], *, replay_safe: bool, action: str) -> Any:
+    def _retrying(
+        self, retrying_class: type[Any], *, replay_safe: bool, action: str, started: float | None = None
+    ) -> Any:
+        first_attempt_at = time.monotonic() if started is None else started
+
         def should_retry(exc: BaseException) -> bool:
             return _is_retryable(exc, replay_safe=replay_safe)
+
+        def out_of_time(state: RetryCallState) -> bool:
+            return time.monotonic() - first_attempt_at >= self.retry_max_seconds
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             self._log_retry(action, exc, state.upcoming_sleep, state.attempt_number + 1)
 
         return retrying_class(
-            stop=stop_after_attempt(self.retry_limit) | stop_after_delay(self.retry_max_seconds),
+            stop=stop_after_attempt(self.retry_limit) | out_of_time,
             wait=self._wait,
             retry=retry_if_exception(should_retry),
             before_sleep=before_sleep,

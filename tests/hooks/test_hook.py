@@ -770,6 +770,22 @@ def test_persistent_fault_raises_typed_error_after_the_retry_budget(
         assert error.field == "<body>"
 
 
+def test_retry_max_seconds_counts_from_the_first_attempt(
+    api: Api, make_hook: Callable[..., WorkflowRunHook], emulator: EmulatorServer
+) -> None:
+    run = submit(api, make_hook("dify"), "dify")
+    # Every attempt times out after 0.4 s. The budget of 0.6 s is spent during attempt 2 when counted from
+    # attempt 1's start (0.8 s > 0.6 s); counted from anywhere later, attempt 3 would still be sent.
+    hook = make_hook("dify", retry_limit=10, timeout=0.4, retry_max_seconds=0.6)
+    emulator.state.add_fault({"route": "dify.get", "kind": "delay", "delay_seconds": 3.0})
+    sent = requests_sent(emulator, "dify.get")
+
+    with pytest.raises(WorkflowRunConnectionError):
+        api.get(hook, run.run_id)
+
+    assert requests_sent(emulator, "dify.get") - sent == 2
+
+
 @pytest.mark.parametrize(
     "spec", [{"kind": "reset"}, {"kind": "delay", "delay_seconds": 0.5}], ids=["reset", "read-timeout"]
 )
