@@ -32,7 +32,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -684,7 +683,15 @@ class WorkflowRunHook(BaseHook):
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            self._log_retry(action, exc, state.upcoming_sleep, state.attempt_number + 1)
+            self.log.warning(
+                "%s %s failed (%s); retrying in %.1f s (attempt %d of %d)",
+                self.adapter.display_name,
+                action,
+                exc,
+                state.upcoming_sleep,
+                state.attempt_number + 1,
+                self.retry_limit,
+            )
 
         return retrying_class(
             stop=stop_after_attempt(self.retry_limit) | out_of_time,
@@ -695,28 +702,14 @@ class WorkflowRunHook(BaseHook):
         )
 
     def _wait(self, state: RetryCallState) -> float:
+        """Seconds before the next attempt: the platform's Retry-After, else backoff with jitter."""
         exc = state.outcome.exception() if state.outcome else None
-        return self._retry_delay(exc, state.attempt_number)
-
-    def _retry_delay(self, exc: BaseException | None, attempt: int) -> float:
-        """Seconds before the attempt after ``attempt`` failed with ``exc``: Retry-After, else backoff."""
         if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
             return exc.retry_after
-        backoff: Callable[[Any], float] = wait_random_exponential(
+        backoff: Callable[[RetryCallState], float] = wait_random_exponential(
             multiplier=self.retry_delay, max=max(self.retry_delay, self.retry_after_cap)
         )
-        return backoff(SimpleNamespace(attempt_number=attempt))
-
-    def _log_retry(self, action: str, exc: BaseException | None, delay: float, next_attempt: int) -> None:
-        self.log.warning(
-            "%s %s failed (%s); retrying in %.1f s (attempt %d of %d)",
-            self.adapter.display_name,
-            action,
-            exc,
-            delay,
-            next_attempt,
-            self.retry_limit,
-        )
+        return backoff(state)
 
 
 #: httpcore's errors (the direct path) as httpx's, which the rest of the hook speaks.

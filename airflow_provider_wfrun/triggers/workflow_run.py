@@ -140,7 +140,7 @@ class WorkflowRunTrigger(BaseTrigger):
         return WorkflowRunHook(self.conn_id, **{**defaults, **(self.hook_params or {})})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The wait holds the loop's shared HTTP session, so its pooled connections outlive each poll and
+        # The wait holds the loop's shared HTTP client, so its pooled connections outlive each poll and
         # close once the last waiting trigger on the loop is done.
         async with shared_async_client():
             event = await self._wait()
