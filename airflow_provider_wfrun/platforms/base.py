@@ -95,9 +95,20 @@ class PlatformAdapter(ABC):
     #: What this platform's run ids look like, to catch an id meant for another platform before calling.
     run_id_pattern: ClassVar[re.Pattern[str] | None] = None
     run_id_example: ClassVar[str] = ""
+    #: Authentication: the header the key travels in and what precedes it (``Bearer`` by default; a
+    #: platform with a named key header sets ``auth_header = "X-Api-Key"`` and ``auth_prefix = ""``).
+    auth_header: ClassVar[str] = "Authorization"
+    auth_prefix: ClassVar[str] = "Bearer "
+    #: False for servers that may run without authentication (a self-hosted engine on a private network).
+    requires_api_key: ClassVar[bool] = True
 
     def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
         self.extra: Mapping[str, Any] = extra or {}
+
+    @classmethod
+    def auth_headers(cls, api_key: str) -> dict[str, str]:
+        """The headers that authenticate a request with ``api_key``."""
+        return {cls.auth_header: f"{cls.auth_prefix}{api_key}"}
 
     # --- requests ------------------------------------------------------------------------------
     @abstractmethod
