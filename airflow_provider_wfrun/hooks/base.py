@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import yarl
 from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.common.compat.sdk import BaseHook
@@ -36,8 +37,6 @@ from airflow_provider_wfrun.hooks.transport import (
 from airflow_provider_wfrun.platforms import PlatformAdapter, get_adapter
 
 if TYPE_CHECKING:
-    import httpx
-
     from airflow_provider_wfrun.platforms.base import ApiRequest
 
 #: What an adapter may raise on an answer it cannot read, besides its own typed errors.
@@ -194,9 +193,14 @@ class WorkflowRunBaseHook(BaseHook):
         return Where(self.adapter.name, run_id)
 
     def _content(self, request: ApiRequest) -> dict[str, Any]:
-        """Headers and body of a request (the body as JSON, when it has one)."""
+        """Headers and body of a request: JSON, a multipart form (uploads), or none."""
         connection = self._connection
         assert connection is not None
+        if request.files or request.form:
+            # httpx encodes the form (boundary, escaping); both transports send the bytes as they are.
+            encoded = httpx.Request("POST", connection.base_url, data=request.form, files=request.files)
+            content_type = encoded.headers["Content-Type"]
+            return {"headers": {**connection.headers, "Content-Type": content_type}, "body": encoded.read()}
         if request.json is None:
             return {"headers": connection.headers}
         body = json.dumps(request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

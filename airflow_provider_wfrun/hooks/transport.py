@@ -226,6 +226,23 @@ class SyncTransport:
             self._client = None
 
     def send(self, request: Outgoing, bounds: Bounds, where: Where) -> Reply:
+        with self._exchange(request, bounds, where) as response:
+            content = _read_capped(response.iter_bytes(), where, bounds.max_bytes)
+        return Reply(response.status_code, response.headers, content)
+
+    @contextmanager
+    def events(self, request: Outgoing, bounds: Bounds, where: Where) -> Iterator[EventStream]:
+        """An event stream, held open (and bounded) for the ``with`` block."""
+        streamed = Outgoing(
+            request.method, request.url, {**request.headers, **_EVENT_STREAM_HEADERS}, request.body
+        )
+        with self._exchange(streamed, bounds, where) as response:
+            response.stream = _CappedStream(response.stream, where, bounds.max_bytes)  # type: ignore[arg-type]
+            yield EventStream(response, where, bounds)
+
+    @contextmanager
+    def _exchange(self, request: Outgoing, bounds: Bounds, where: Where) -> Iterator[httpx.Response]:
+        """The response, open for the block, the whole block under the deadline watchdog."""
         with (
             _Watchdog(self, bounds.timeout) as watchdog,
             _httpx_errors(where, bounds, watchdog),
@@ -238,26 +255,7 @@ class SyncTransport:
                 extensions={"trace": watchdog.trace},
             ) as response,
         ):
-            content = _read_capped(response.iter_bytes(_CHUNK), where, bounds.max_bytes)
-        return Reply(response.status_code, response.headers, content)
-
-    @contextmanager
-    def events(self, request: Outgoing, bounds: Bounds, where: Where) -> Iterator[EventStream]:
-        """An event stream, held open (and bounded) for the ``with`` block."""
-        with (
-            _Watchdog(self, bounds.timeout) as watchdog,
-            _httpx_errors(where, bounds, watchdog),
-            self.client.stream(
-                request.method,
-                str(request.url),
-                headers={**request.headers, **_EVENT_STREAM_HEADERS},
-                content=request.body,
-                timeout=bounds.timeout,
-                extensions={"trace": watchdog.trace},
-            ) as response,
-        ):
-            response.stream = _CappedStream(response.stream, where, bounds.max_bytes)  # type: ignore[arg-type]
-            yield EventStream(response, where, bounds)
+            yield response
 
 
 #: An event stream is asked for uncompressed, so the raw cap is the decoded one.
@@ -289,12 +287,12 @@ class EventStream:
             yield event.data
 
     def reply(self) -> Reply:
-        body = _read_capped(self.response.iter_bytes(_CHUNK), self._where, self._bounds.max_bytes)
+        body = _read_capped(self.response.iter_bytes(), self._where, self._bounds.max_bytes)
         return Reply(self.response.status_code, self.response.headers, body)
 
     async def areply(self) -> Reply:
         body = bytearray()
-        async for chunk in self.response.aiter_bytes(_CHUNK):
+        async for chunk in self.response.aiter_bytes():
             body += chunk
             if len(body) > self._bounds.max_bytes:
                 raise too_large(self._where, self._bounds.max_bytes)

@@ -47,6 +47,10 @@ class ApiRequest:
     #: The answer is a server-sent-event stream, read only until :meth:`PlatformAdapter.read_submit_event`
     #: returns a run (Dify streaming submit).
     stream: bool = False
+    #: A multipart form instead of JSON (file uploads): plain fields, and files as
+    #: ``name -> (file name, content, media type)``.
+    form: Mapping[str, str] | None = None
+    files: Mapping[str, tuple[str, bytes, str]] | None = None
 
     def url(self, base_url: str) -> str:
         query = f"?{urlencode(self.params)}" if self.params else ""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_wfrun.checks import finite_number, non_empty_string, positive_int, positive_seconds
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -249,26 +250,16 @@ def _check_arguments(
     max_consecutive_failures: Any,
 ) -> None:
     """Bad arguments fail at construction, not as a tight poll loop or a crash inside ``run()``."""
-    for name, value in (("conn_id", conn_id), ("run_id", run_id)):
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidInputError(f"{name} must be a non-empty string, got {value!r}")
-    if isinstance(end_time, bool) or not isinstance(end_time, (int, float)) or not math.isfinite(end_time):
-        raise InvalidInputError(f"end_time must be a Unix timestamp (a finite number), got {end_time!r}")
-    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+    non_empty_string("conn_id", conn_id)
+    non_empty_string("run_id", run_id)
+    finite_number("end_time", end_time, what="a Unix timestamp (a finite number)")
+    positive_seconds("poll_interval", poll_interval)
+    positive_seconds("max_poll_interval", max_poll_interval)
     if max_poll_interval < poll_interval:
         raise InvalidInputError(
             f"max_poll_interval ({max_poll_interval}) must be at least poll_interval ({poll_interval})"
         )
-    if isinstance(max_consecutive_failures, bool) or not isinstance(max_consecutive_failures, int):
-        raise InvalidInputError(
-            f"max_consecutive_failures must be a whole number, got {max_consecutive_failures!r}"
-        )
-    if max_consecutive_failures < 1:
-        raise InvalidInputError(
-            f"max_consecutive_failures must be at least 1, got {max_consecutive_failures}"
-        )
+    positive_int("max_consecutive_failures", max_consecutive_failures)
 
 
 def next_poll_delay(
