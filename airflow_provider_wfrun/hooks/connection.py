@@ -61,7 +61,9 @@ class HttpSettings:
             return None
         proxies = urllib.request.getproxies_environment()
         parts = urlsplit(url)
-        if not parts.hostname or urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+        # The standard library's NO_PROXY rules, for both paths alike (typeshed does not list the function).
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if not parts.hostname or bypass(parts.hostname, proxies):
             return None
         return proxies.get(parts.scheme) or proxies.get("all") or None
 

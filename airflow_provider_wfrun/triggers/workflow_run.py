@@ -151,11 +151,12 @@ class WorkflowRunTrigger(BaseTrigger):
         hook = self._hook()
         failures = 0
         started = time.monotonic()
+        run: WorkflowRun | None
         while True:
             remaining = self.end_time - time.time()
             try:
                 # The run's deadline bounds each poll too: a slow platform cannot hold the trigger past it.
-                run = await asyncio.wait_for(hook.aget_run(self.run_id), timeout=max(remaining, 0.001))
+                polled = await asyncio.wait_for(hook.aget_run(self.run_id), timeout=max(remaining, 0.001))
             except asyncio.TimeoutError:
                 return self._timeout_event()
             except _FATAL_POLL_ERRORS as exc:
@@ -174,9 +175,10 @@ class WorkflowRunTrigger(BaseTrigger):
                 run = None
             else:
                 failures = 0
-                self._report(run)
-                if run.is_terminal:
-                    return self._event(run.status.value, _terminal_message(run))
+                self._report(polled)
+                if polled.is_terminal:
+                    return self._event(polled.status.value, _terminal_message(polled))
+                run = polled
             remaining = self.end_time - time.time()
             if remaining <= 0:
                 return self._timeout_event()
