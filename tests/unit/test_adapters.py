@@ -94,6 +94,7 @@ def test_chenyu_execution_seed_example_normalized_exactly():
         "started_at": utc(2026, 5, 8, 10, 0, 1),
         "finished_at": utc(2026, 5, 8, 10, 0, 10),
         "duration_seconds": 8.42,
+        "run_url": None,
         "is_terminal": True,
     }
     assert run.raw == payload
@@ -251,6 +252,7 @@ DIFY_RUN = {
     "started_at": utc(2024, 1, 16, 12, 20, 29),
     "finished_at": utc(2024, 1, 16, 12, 20, 30),
     "duration_seconds": 1.23,
+    "run_url": None,
     "is_terminal": True,
 }
 
@@ -388,6 +390,7 @@ def test_gptbots_query_result_seed_example_normalized_exactly():
         "started_at": datetime(2025, 9, 25, 1, 55, 23, 24000, tzinfo=timezone.utc),
         "finished_at": datetime(2025, 9, 25, 1, 55, 31, 373000, tzinfo=timezone.utc),
         "duration_seconds": 8.347,
+        "run_url": None,
         "is_terminal": True,
     }
 
@@ -482,4 +485,15 @@ def test_result_dict_is_json_serializable_with_exact_money():
             "tokens": None,
         },
         "duration_seconds": 8.42,
+        "error": None,
+        "settlement": {
+            "quote": "0.03000000",
+            "final": "0.00028780",
+            "released": "0.02971220",
+            "currency": "CNY",
+        },
+        "started_at": "2026-05-08T10:00:01+00:00",
+        "finished_at": "2026-05-08T10:00:10+00:00",
+        "platform_status": "succeeded",
+        "run_url": None,
     }
