@@ -391,10 +391,19 @@ class WorkflowRunHook(BaseHook):
         self.get_platform_connection()
         self._check_run_id(run_id)
         run = self.adapter.parse_run(self._call(self.adapter.get_request(run_id), run_id), run_id=run_id)
+        return self.settle(run) if run.is_terminal else run
+
+    def settle(self, run: WorkflowRun) -> WorkflowRun:
+        """
+        A terminal run with its settlement (chenyu's billing) and its URL. Billing enriches a result and
+        never decides it: when the call fails or cannot be read, the run comes back as it was, without
+        settlement, and the log says why.
+        """
         settlement = self.adapter.settlement_request(run)
         if settlement is not None:
-            run = self.adapter.apply_settlement(run, self._call(settlement, run_id))
-        return run
+            with self._secondary_call(run, settlement):
+                run = self.adapter.apply_settlement(run, self._call(settlement, run.run_id))
+        return self.adapter.with_run_url(run, base_url=self.get_platform_connection().base_url)
 
     def cancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         """Ask the platform to stop the run and return its state; ``NotSupportedError`` where it cannot."""
@@ -436,8 +445,27 @@ class WorkflowRunHook(BaseHook):
             run = self.adapter.parse_run(payload, run_id=run_id)
             settlement = self.adapter.settlement_request(run)
             if settlement is not None:
-                run = self.adapter.apply_settlement(run, await self._acall(settlement, run_id))
-        return run
+                with self._secondary_call(run, settlement):
+                    run = self.adapter.apply_settlement(run, await self._acall(settlement, run_id))
+        if not run.is_terminal:
+            return run
+        return self.adapter.with_run_url(run, base_url=(await self.aget_platform_connection()).base_url)
+
+    @contextmanager
+    def _secondary_call(self, run: WorkflowRun, request: ApiRequest) -> Iterator[None]:
+        """A call that only enriches a run (billing): its failure is logged, and the run stands without it."""
+        try:
+            yield
+        except WorkflowRunError as exc:
+            self.log.warning(
+                "%s run %s is %s, but %s failed, so the run is reported without its settlement (the "
+                "costs are those of the run's status): %s",
+                self.adapter.display_name,
+                run.run_id,
+                run.status.value,
+                request.path,
+                exc,
+            )
 
     async def acancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         await self.aget_platform_connection()

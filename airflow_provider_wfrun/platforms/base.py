@@ -424,6 +424,18 @@ class PlatformAdapter(ABC):
             return str(template).format(run_id=run_id, workflow_id=workflow_id or "")
         return self.get_request(run_id).url(base_url)
 
+    def with_run_url(self, run: WorkflowRun, *, base_url: str) -> WorkflowRun:
+        """``run`` with its :meth:`run_url`; unchanged (and logged) when the URL template cannot be filled."""
+        try:
+            url = self.run_url(run.run_id, base_url=base_url, workflow_id=run.workflow_id)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            if self._logged.first(run.run_id, "run_url"):
+                log.warning(
+                    "%s run %s: no run_url, its template cannot be filled (%r)", self.name, run.run_id, exc
+                )
+            return run
+        return run.model_copy(update={"run_url": url})
+
     # --- shared machinery ------------------------------------------------------------------------
     def raise_for_error(
         self,
