@@ -101,7 +101,7 @@ MAX_SECONDS = 10 * 366 * 24 * 3600.0
 MAX_COUNT = 10**15
 MAX_QUEUE_POSITION = 10**9
 #: Errors a reading step may raise on hostile input; all of them mean "this field is unreadable".
-_READ_ERRORS = (ValidationError, ValueError, TypeError, ArithmeticError, RecursionError, KeyError)
+_READ_ERRORS = (ValidationError, ValueError, TypeError, ArithmeticError, RecursionError, KeyError, OSError)
 
 Reader = Callable[[Any, Mapping[str, Any]], Any]
 
@@ -574,7 +574,10 @@ def readable(value: Any) -> str | None:
 
 def _shown(value: Any) -> str:
     """A short, safe description of an unreadable value for a log line."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = "<nested too deeply to show>"
     return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
 
 
