@@ -217,13 +217,14 @@ def _decoded(value: Any) -> Any:
     return value
 
 
-def _record(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
-    """An object, also when given as JSON text or as a list holding it (the first object of the list)."""
+def _record(value: Any, context: Mapping[str, Any]) -> Any:
+    """
+    An object, also when given as JSON text or as a list holding it (its first object). Other values go
+    to the model, which may read them (an error given as plain text) or not (then the field is None).
+    """
     value = _decoded(value)
     if isinstance(value, list):
         value = next((item for item in value if isinstance(item, dict)), None)
-    if not isinstance(value, dict):
-        raise TypeError("not an object")
     return value
 
 
