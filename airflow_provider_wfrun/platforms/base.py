@@ -180,15 +180,18 @@ def _scalar_text(value: Any, context: Mapping[str, Any]) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, (float, Decimal)):
-        return _money_text(value)
+        return _number_text(value)
     raise TypeError(f"not text: {type(value).__name__}")
 
 
-def _money_text(value: float | Decimal) -> str:
+def _number_text(value: float | Decimal) -> str:
+    """A number as an id or a message would have written it: ``9`` for 9.0, ``12.5``, never ``1E+13``."""
     number = Decimal(repr(value)) if isinstance(value, float) else value
     if not number.is_finite():
         raise ValueError("not a finite number")
-    return format(number.normalize(), "f") if abs(number) < MONEY_LIMIT else str(number)
+    if number == number.to_integral_value():
+        return str(int(number))
+    return format(number.normalize(), "f")
 
 
 _MESSAGE_KEYS = ("message", "msg", "reason", "error", "detail", "description")

@@ -22,7 +22,7 @@ from airflow_provider_wfrun.exceptions import (
 )
 from airflow_provider_wfrun.models import RunCost, RunError, RunLogEntry, RunStatus
 from airflow_provider_wfrun.platforms import ApiRequest, adapter_classes, get_adapter
-from airflow_provider_wfrun.platforms.base import ErrorInfo
+from airflow_provider_wfrun.platforms.base import ErrorInfo, _OncePerRun
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -976,3 +976,155 @@ def test_unknown_status_is_logged_once_per_run_and_adapter(caplog):
     assert [record.getMessage() for record in caplog.records].count(
         "dify reported run status 'brand-new', which this provider does not know; treating it as not finished"
     ) == 2
+
+
+# --- what the log and the messages say ------------------------------------------------------------------
+KEPT = "it is left empty, and the answer is kept whole in the run's raw"
+
+
+def test_an_unreadable_field_is_logged_once_per_run_with_its_name_and_value(caplog):
+    adapter = get_adapter("chenyu")
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["total_cost"] = "n/a"
+    payload["data"]["progress_percent"] = "x" * 100
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        adapter.parse_run(payload, run_id="wfrun_1")
+        adapter.parse_run(payload, run_id="wfrun_1")
+        get_adapter("gptbots").parse_submit(
+            {"workflowRunId": "r", "status": "PENDING", "totalTokens": "many"}
+        )
+    assert [record.getMessage() for record in caplog.records] == [
+        "chenyu run wfrun_1: field 'data.progress_percent' could not be read (got str '"
+        + "x" * 79
+        + "...); "
+        + KEPT,
+        "chenyu run wfrun_1: field 'data.total_cost' could not be read (got str 'n/a'); " + KEPT,
+        "gptbots run (new): field 'totalTokens' could not be read (got str 'many'); " + KEPT,
+    ]
+
+
+def test_a_url_template_that_cannot_be_filled_is_logged_once(caplog):
+    adapter = get_adapter("dify", {"run_url_template": "https://d/{nope}"})
+    run = adapter.parse_run(fixture("dify/run_detail_service_api.json"), run_id="r")
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        adapter.with_run_url(run, base_url="http://h")
+        adapter.with_run_url(run, base_url="http://h")
+    assert [record.getMessage() for record in caplog.records] == [
+        f"dify run {run.run_id}: no run_url, its template cannot be filled (KeyError('nope'))"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ({"message": "m", "msg": "s", "reason": "r", "error": "e", "detail": "d", "description": "x"}, "m"),
+        ({"msg": "s", "reason": "r", "error": "e", "detail": "d", "description": "x"}, "s"),
+        ({"reason": "r", "error": "e", "detail": "d", "description": "x"}, "r"),
+        ({"error": "e", "detail": "d", "description": "x"}, "e"),
+        ({"detail": "d", "description": "x"}, "d"),
+        ({"description": "x"}, "x"),
+        ({"message": "", "msg": None, "reason": {}, "error": [], "detail": "d"}, "d"),
+        ({"error": {"message": "inner"}}, "inner"),
+        ({"名": "值"}, '{"名": "值"}'),
+        ([None, "a", {"reason": "b"}], "a; b"),
+        (["x"] * 30, "; ".join(["x"] * 20)),
+    ],
+)
+def test_messages_in_other_shapes(error, reason):
+    payload = fixture("gptbots/query_result_succeed.json") | {"status": "FAILED", "message": error}
+    assert get_adapter("gptbots").parse_run(payload, run_id="x").error == RunError(reason=reason)
+
+
+def test_a_message_object_is_cut_and_deep_nesting_is_unreadable():
+    long = {"k": "v" * 3000}
+    payload = fixture("gptbots/query_result_succeed.json") | {"status": "FAILED", "message": long}
+    reason = get_adapter("gptbots").parse_run(payload, run_id="x").error
+    assert reason is not None
+    assert reason.reason == json.dumps(long)[:2000]
+    deep: Any = "bottom"
+    for _ in range(6):
+        deep = {"message": deep}
+    nested = get_adapter("gptbots").parse_run(payload | {"message": deep}, run_id="x").error
+    assert nested == RunError(reason="GPTBots reported FAILED and gives no reason; see the run's log there")
+    for depth in range(5):
+        shallow: Any = "bottom"
+        for _ in range(depth):
+            shallow = {"message": shallow}
+        assert get_adapter("gptbots").parse_run(payload | {"message": shallow}, run_id="x").error == RunError(
+            reason="bottom"
+        )
+
+
+def test_numbers_given_where_text_is_expected():
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["task_id"] = 12.50
+    payload["data"]["workflow_id"] = 1e15
+    payload["data"]["logs"] = [{"node_id": 9.0, "message": 0.1}]
+    run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert (run.task_id, run.workflow_id, run.logs[0].node_id, run.logs[0].message) == (
+        "12.5",
+        "1000000000000000",
+        "9",
+        "0.1",
+    )
+    payload["data"]["workflow_id"] = 1e13
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").workflow_id == "10000000000000"
+    payload["data"]["workflow_id"] = float("nan")
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").workflow_id is None
+
+
+def test_once_per_run_memory_is_bounded_and_forgets_the_oldest():
+    once = _OncePerRun(limit=2)
+    assert [once.first("a", "x"), once.first("a", "x"), once.first("a", "y"), once.first("b", "x")] == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert once.first("a", "x") is True  # forgotten: the oldest of three
+    assert once.first("b", "x") is False
+    assert _OncePerRun()._limit == 10_000
+
+
+def test_every_platform_names_its_calls():
+    chenyu, dify, gptbots = get_adapter("chenyu"), get_adapter("dify"), get_adapter("gptbots")
+    calls = {
+        "chenyu get": chenyu.get_request("wfrun_1"),
+        "chenyu probe": chenyu.probe_request(),
+        "dify get": dify.get_request("r"),
+        "dify probe": dify.probe_request(),
+        "gptbots get": gptbots.get_request("r"),
+        "gptbots probe": gptbots.probe_request(),
+    }
+    assert {name: (c.method, c.path, c.params, c.json, c.stream) for name, c in calls.items()} == {
+        "chenyu get": ("GET", "/workflow/run/execution", {"run_order_id": "wfrun_1"}, None, False),
+        "chenyu probe": ("GET", "/balance/info", None, None, False),
+        "dify get": ("GET", "/workflows/run/r", None, None, False),
+        "dify probe": ("GET", "/info", None, None, False),
+        "gptbots get": ("POST", "/workflow/query/result", None, {"workflowRunId": "r"}, False),
+        "gptbots probe": ("GET", "/api-key/verify", None, None, False),
+    }
+    with pytest.raises(InvalidInputError) as raised:
+        dify.cancel_request("r-1", task_id="")
+    assert str(raised.value) == (
+        "[dify] Dify stops run r-1 by its task id, which only the submitting task knows; pass task_id "
+        "(the operator and trigger keep it for you)"
+    )
+    with pytest.raises(InvalidInputError) as wrong:
+        get_adapter("gptbots").submit_request({}, workflow_id="wf-1", idempotency_key=None)
+    assert str(wrong.value) == (
+        "[gptbots] GPTBots picks the workflow by the API key, so workflow_id='wf-1' cannot be honoured; "
+        "leave it empty and use a connection holding that workflow's key"
+    )
+
+
+def test_run_ids_of_the_right_shape_pass():
+    get_adapter("chenyu").check_run_id("wfrun_314ff7d8b7a5beff1388")
+    get_adapter("dify").check_run_id("fb47b2e6-5e43-4f90-be01-d5c5a088d156")
+    get_adapter("gptbots").check_run_id("anything at all")
+    with pytest.raises(InvalidInputError) as raised:
+        get_adapter("chenyu").check_run_id("wfrun_314ff7d8b7a5beff1388 ")
+    assert str(raised.value) == (
+        "[chenyu] 'wfrun_314ff7d8b7a5beff1388 ' is not a chenyu.cn run id (they look like "
+        "wfrun_314ff7d8b7a5beff1388); is the run from another platform's connection?"
+    )
