@@ -1128,3 +1128,205 @@ def test_run_ids_of_the_right_shape_pass():
         "[chenyu] 'wfrun_314ff7d8b7a5beff1388 ' is not a chenyu.cn run id (they look like "
         "wfrun_314ff7d8b7a5beff1388); is the run from another platform's connection?"
     )
+
+
+# --- details that matter: each test below once let a wrong program pass -------------------------------
+def test_result_dict_of_a_run_without_times_or_error():
+    run = get_adapter("gptbots").parse_submit(fixture("gptbots/invoke_async_pending.json"))
+    result = run.result_dict()
+    assert (result["started_at"], result["finished_at"], result["error"], result["run_url"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert result["platform_status"] == "PENDING"
+
+
+def test_a_duration_needs_both_times_and_is_rounded_to_milliseconds():
+    payload = fixture("dify/run_detail_service_api.json") | {"elapsed_time": None, "finished_at": None}
+    assert get_adapter("dify").parse_run(payload, run_id="r").duration_seconds is None
+    payload |= {"created_at": None, "finished_at": 1705407630}
+    assert get_adapter("dify").parse_run(payload, run_id="r").duration_seconds is None
+    payload |= {"created_at": 1705407629.12345}
+    assert get_adapter("dify").parse_run(payload, run_id="r").duration_seconds == 0.877
+
+
+def test_chenyu_submit_answer_carries_its_workflow_and_names_bad_fields():
+    run = get_adapter("chenyu").parse_submit(fixture("chenyu/submit_queued.json"))
+    assert (run.workflow_id, run.task_id) == (
+        "wf_861ef31e94dcfb10e6e7",
+        "task_1778147626528703038_eb84d292e0851c08",
+    )
+    broken = fixture("chenyu/submit_queued.json")
+    del broken["data"]["run_order_id"]
+    with pytest.raises(InvalidResponseError) as raised:
+        get_adapter("chenyu").parse_submit(broken)
+    assert raised.value.field == "data.run_order_id"
+    with pytest.raises(InvalidInputError) as no_workflow:
+        get_adapter("chenyu").submit_request({}, workflow_id="", idempotency_key="k")
+    assert (
+        str(no_workflow.value)
+        == "[chenyu] chenyu needs workflow_id (e.g. 'wf_861ef31e94dcfb10e6e7') to submit a run"
+    )
+    with pytest.raises(InvalidInputError) as no_key:
+        get_adapter("chenyu").submit_request({}, workflow_id="wf_1", idempotency_key="")
+    assert str(no_key.value) == "[chenyu] chenyu needs an idempotency_key to submit a run"
+
+
+@pytest.mark.parametrize("word", ["no", "NONE", " False "])
+def test_chenyu_external_cost_refusals_in_words(word):
+    request = get_adapter("chenyu", {"accept_external_cost_risk": word}).submit_request(
+        {}, workflow_id="wf_1", idempotency_key="k"
+    )
+    assert request.json is not None
+    assert "accept_external_cost_risk" not in request.json
+
+
+def test_chenyu_settlement_keeps_the_runs_outputs_and_takes_the_billing_currency():
+    adapter = get_adapter("chenyu")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    info = fixture("chenyu/info_succeeded.json")
+    info["data"] |= {"outputs": {"other": "value"}, "quote_currency": "USD"}
+    settled = adapter.apply_settlement(run, info)
+    assert settled.outputs == run.outputs
+    assert (settled.cost.currency, settled.settlement.currency if settled.settlement else None) == (
+        "USD",
+        "USD",
+    )
+    with pytest.raises(InvalidResponseError) as raised:
+        adapter.apply_settlement(run, ["not an envelope"])
+    assert (raised.value.run_id, raised.value.platform) == ("wfrun_1", "chenyu")
+
+
+@pytest.mark.parametrize("platform", ["chenyu", "dify", "gptbots"])
+def test_error_info_of_text_that_mentions_code_and_message(platform):
+    assert get_adapter(platform).error_info("code and message") is None
+
+
+def test_dify_started_event_carries_the_workflow_and_the_stop_is_a_post():
+    run = get_adapter("dify").read_submit_event(fixture("dify/event_workflow_started.json"))
+    assert run is not None
+    assert (run.workflow_id, run.platform_status, run.started_at) == (
+        "7c3e33d4-2a8b-4e5f-9b1a-d3c6e8f12345",
+        "running",
+        utc(2024, 1, 16, 12, 20, 29),
+    )
+    assert run.raw == fixture("dify/event_workflow_started.json")
+    request = get_adapter("dify", {"user": "bot"}).cancel_request("r", task_id="t")
+    assert (request.method, request.json) == ("POST", {"user": "bot"})
+
+
+def test_a_run_url_without_a_template_is_the_status_address():
+    run = get_adapter("chenyu").parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    linked = get_adapter("chenyu").with_run_url(run, base_url="http://h/api/")
+    assert linked.run_url == "http://h/api/workflow/run/execution?run_order_id=wfrun_1"
+
+
+def test_small_numbers_as_text_are_written_out():
+    payload = fixture("gptbots/query_result_succeed.json") | {"status": "FAILED", "message": 1e-7}
+    assert get_adapter("gptbots").parse_run(payload, run_id="x").error == RunError(reason="0.0000001")
+
+
+@pytest.mark.parametrize(
+    ("platform", "name", "path", "run_ids"),
+    [
+        ("dify", "dify/run_detail_service_api.json", ("id",), ("run-a", "run-b")),
+        ("gptbots", "gptbots/query_result_succeed.json", ("workflowRunId",), ("run-a", "run-b")),
+        ("chenyu", "chenyu/execution_succeeded.json", (), ("wfrun_a", "wfrun_b")),
+        ("chenyu", "chenyu/submit_queued.json", ("data", "run_order_id"), ("wfrun_a", "wfrun_b")),
+    ],
+)
+def test_an_unknown_status_is_logged_once_for_each_run(caplog, platform, name, path, run_ids):
+    adapter = get_adapter(platform)
+    with caplog.at_level(logging.WARNING):
+        for run_id in (*run_ids, *run_ids):
+            payload = fixture(name)
+            body = payload["data"] if platform == "chenyu" else payload
+            body["run_status" if "run_status" in body else "status"] = "novel"
+            if path:
+                target = payload
+                for key in path[:-1]:
+                    target = target[key]
+                target[path[-1]] = run_id
+            if "submit" in name:
+                adapter.parse_submit(payload)
+            else:
+                adapter.parse_run(payload, run_id=run_id)
+    assert sum("'novel'" in record.getMessage() for record in caplog.records) == 2
+
+
+def test_typed_errors_name_the_run_they_were_reading():
+    with pytest.raises(InvalidResponseError) as chenyu:
+        get_adapter("chenyu").parse_run(["not an envelope"], run_id="wfrun_1")
+    assert (chenyu.value.run_id, chenyu.value.field) == ("wfrun_1", "<body>")
+    with pytest.raises(InvalidResponseError) as gptbots:
+        get_adapter("gptbots").parse_run({"workflowRunId": "x"}, run_id="x")
+    assert (gptbots.value.run_id, gptbots.value.field) == ("x", "status")
+    with pytest.raises(InvalidResponseError) as submitted:
+        get_adapter("gptbots").parse_submit({"workflowRunId": "x"})
+    assert submitted.value.run_id is None
+
+
+@pytest.mark.parametrize(
+    ("platform", "status", "reason"),
+    [
+        ("chenyu", "failed", "chenyu reported the run failed without a reason"),
+        ("chenyu", "canceled", "the run was canceled"),
+        ("chenyu", "succeeded", None),
+        ("dify", "failed", "Dify reported the run failed without a message"),
+        ("dify", "stopped", "the run was stopped"),
+        ("dify", "running", None),
+    ],
+)
+def test_a_run_that_did_not_succeed_always_says_why(platform, status, reason):
+    if platform == "chenyu":
+        payload = fixture("chenyu/execution_succeeded.json")
+        payload["data"] |= {"status": status, "error": None}
+        run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    else:
+        payload = fixture("dify/run_detail_service_api.json") | {"status": status, "error": None}
+        run = get_adapter("dify").parse_run(payload, run_id="r")
+    assert run.error == (None if reason is None else RunError(reason=reason))
+
+
+def test_a_log_line_without_text_and_a_settlement_without_costs():
+    adapter = get_adapter("chenyu")
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"] |= {"logs": [{"level": "info"}], "total_cost": None, "compute_cost": None}
+    run = adapter.parse_run(payload, run_id="wfrun_1")
+    assert run.logs == (RunLogEntry(level="info", message=""),)
+    info = fixture("chenyu/info_succeeded.json")
+    for key in ("total_cost", "compute_cost"):
+        del info["data"][key]
+    settled = adapter.apply_settlement(run, info)
+    assert (settled.cost.total, settled.cost.compute) == (None, None)
+
+
+def test_raw_is_the_answer_as_received():
+    for platform, name in (
+        ("gptbots", "gptbots/invoke_async_pending.json"),
+        ("chenyu", "chenyu/submit_queued.json"),
+    ):
+        payload = fixture(name)
+        assert get_adapter(platform).parse_submit(payload).raw == payload
+    payload = fixture("gptbots/query_result_succeed.json")
+    assert get_adapter("gptbots").parse_run(payload, run_id="x").raw == payload
+
+
+def test_amount_text_up_to_64_characters():
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["total_cost"] = "0" * 61 + "1.5"
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").cost.total == Decimal("1.5")
+    payload["data"]["total_cost"] = "0" * 62 + "1.5"
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").cost.total is None
+
+
+def test_dropped_log_lines_are_logged(caplog):
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["logs"] = ["text", {"message": "kept"}]
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert [record.getMessage() for record in caplog.records] == [
+        "chenyu run wfrun_1: field 'data.<list item>' could not be read (got list ['text']); " + KEPT
+    ]
