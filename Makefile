@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-live test-all lint demo clean bench bench-full
+.PHONY: install test test-live test-all lint demo clean bench bench-full mutation
 
 install: $(STAMP)
 
@@ -46,3 +46,10 @@ bench: install
 # The large sizes (N = 1,000 / 5,000 / 10,000 waits, a 10-minute run through Airflow): about 45 minutes.
 bench-full: install
 	$(BIN)/python -m benchmarks.run --mode full
+
+# Mutation testing of the adapters and the run model with the fast adapter tests ([tool.mutmut] in
+# pyproject.toml). CPU heavy, so not in CI; `.venv/bin/mutmut results` lists the survivors afterwards.
+mutation: install
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json

@@ -340,6 +340,8 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
 
     # --- helpers ------------------------------------------------------------------------------------
     def _complete(self, run: WorkflowRun, context: Context) -> Any:
+        if run.is_terminal and run.settlement is None and self.hook.adapter.settlement_request(run):
+            run = self.hook.settle(run)  # billing failed when the run was fetched: once more, never fatal
         self.log.info(summary(run))
         cost = {**run.cost.model_dump(mode="json"), "try_number": context["ti"].try_number}
         try:

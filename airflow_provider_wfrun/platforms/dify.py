@@ -16,10 +16,17 @@ from typing import Any, ClassVar
 from airflow_provider_wfrun.models import RunCost, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
     ApiRequest,
+    Count,
     ErrorInfo,
+    Message,
+    Outputs,
     PlatformAdapter,
+    Seconds,
+    Text,
+    UnixSeconds,
     WireFormat,
-    from_unix_seconds,
+    duration,
+    readable,
 )
 
 DEFAULT_USER = "airflow"
@@ -27,21 +34,25 @@ DEFAULT_USER = "airflow"
 
 class _RunDetail(WireFormat):
     id: str
-    workflow_id: str | None = None
+    workflow_id: Text = None
     status: str
-    outputs: dict[str, Any] | None = None
-    error: str | None = None
-    total_steps: int | None = None
-    total_tokens: int | None = None
-    created_at: int | None = None
-    finished_at: int | None = None
-    elapsed_time: float | None = None
+    outputs: Outputs = None
+    error: Message = None
+    total_steps: Count = None
+    total_tokens: Count = None
+    created_at: UnixSeconds = None
+    finished_at: UnixSeconds = None
+    elapsed_time: Seconds = None
 
 
 class _StartedData(WireFormat):
     id: str
-    workflow_id: str | None = None
-    created_at: int | None = None
+    workflow_id: Text = None
+    created_at: UnixSeconds = None
+
+
+class _ErrorEvent(WireFormat):
+    status: Count = None
 
 
 class _StartedEvent(WireFormat):
@@ -107,7 +118,7 @@ class DifyAdapter(PlatformAdapter):
     def read_submit_event(self, payload: Any) -> WorkflowRun | None:
         event = payload.get("event") if isinstance(payload, dict) else None
         if event == "error":
-            self.raise_for_error(int(payload.get("status") or 500), payload)
+            self.raise_for_error(self.validate(_ErrorEvent, payload).status or 500, payload)
         if event != "workflow_started":
             return None
         started = self.validate(_StartedEvent, payload)
@@ -118,8 +129,8 @@ class DifyAdapter(PlatformAdapter):
             workflow_id=started.data.workflow_id,
             status=RunStatus.RUNNING,
             platform_status="running",
-            created_at=from_unix_seconds(started.data.created_at),
-            started_at=from_unix_seconds(started.data.created_at),
+            created_at=started.data.created_at,
+            started_at=started.data.created_at,
             raw=payload,
         )
 
@@ -134,11 +145,11 @@ class DifyAdapter(PlatformAdapter):
 
     def error_info(self, payload: Any) -> ErrorInfo | None:
         if isinstance(payload, dict) and "code" in payload and "message" in payload:
-            return ErrorInfo(code=str(payload["code"]), message=str(payload["message"]))
+            return ErrorInfo(code=readable(payload["code"]), message=readable(payload["message"]))
         return None
 
     def _from_detail(self, detail: _RunDetail, *, raw: Any) -> WorkflowRun:
-        status = self.map_status(detail.status)
+        status = self.map_status(detail.status, run_id=detail.id)
         return WorkflowRun(
             platform=self.name,
             run_id=detail.id,
@@ -148,10 +159,10 @@ class DifyAdapter(PlatformAdapter):
             outputs=detail.outputs or {},
             cost=RunCost(tokens=detail.total_tokens),
             error=_run_error(status, detail.error),
-            created_at=from_unix_seconds(detail.created_at),
-            started_at=from_unix_seconds(detail.created_at),
-            finished_at=from_unix_seconds(detail.finished_at),
-            duration_seconds=detail.elapsed_time,
+            created_at=detail.created_at,
+            started_at=detail.created_at,
+            finished_at=detail.finished_at,
+            duration_seconds=duration(detail.elapsed_time, detail.created_at, detail.finished_at),
             raw=raw,
         )
 

@@ -132,6 +132,41 @@ def test_execute_complete_raises_the_platform_reason(connections, platform, scen
     assert raised.value.run.run_id == store["wfrun_run"]["run_id"]
 
 
+@pytest.mark.parametrize("fault_count", [1, None])
+def test_billing_that_fails_is_tried_once_more_and_never_fails_the_task(connections, emulator, fault_count):
+    """chenyu's /info failing after the run finished: one more try when the result is built; never fatal."""
+    op = operator(
+        connections["chenyu"],
+        "chenyu",
+        {"duration_seconds": 0.2},
+        deferrable=True,
+        hook_params={"retry_limit": 1},
+    )
+    ti, store = TaskInstanceStandIn(), StateStore()
+    event = fire(defer(op, context(ti, store)))  # the trigger's last poll settles the run once
+    emulator.state.add_fault({"route": "chenyu.info", "kind": "500", "count": fault_count})
+    result = RunWorkflowOperator(**_same_args(op), hook_params={"retry_limit": 1}).execute_complete(
+        context(ti, store), event
+    )
+    assert (result["status"], result["outputs"]) == ("succeeded", {"text": "hello"})
+    if fault_count == 1:  # failed in get_run, then settled by the second try
+        assert emulator.state.stats()["requests"]["chenyu.info"] == 3
+        assert result["settlement"] == {
+            "quote": "0.03000000",
+            "final": "0.00028780",
+            "released": "0.02971220",
+            "currency": "CNY",
+        }
+        assert result["cost"]["total"] == "0.00028780"
+    else:  # both tries failed: the execution's own costs, no settlement, and the task still succeeds
+        assert emulator.state.stats()["requests"]["chenyu.info"] == 3
+        assert result["settlement"] is None
+        assert (result["cost"]["total"], ti.xcoms["cost"]["total"]) == ("0.0002878", "0.0002878")
+    assert result["run_url"] == ti.xcoms["run_url"]
+    assert result["finished_at"] is not None
+    assert result["started_at"] is not None
+
+
 def test_partial_success_is_accepted_when_asked(connections):
     scenario = {"duration_seconds": 0.2, "outcome": "partial"}
     op = operator(connections["dify"], "dify", scenario, deferrable=True, allow_partial_success=True)
