@@ -656,8 +656,8 @@ def _args(op: RunWorkflowOperator) -> dict[str, Any]:
 def test_an_undefined_template_variable_fails_a_real_dag_run_before_any_request(
     airflow_db, connections, emulator, capfd
 ):
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.state import DagRunState
+    from conftest import DagBag
 
     dag = DagBag(str(BUNDLES["wfrun_test_dags"])).dags["wfrun_test_undefined_template"]
     dag_run = dag.test()
