@@ -50,6 +50,7 @@ from tenacity import (
 )
 
 from airflow_provider_wfrun import __version__
+from airflow_provider_wfrun.connection_form import form_of
 from airflow_provider_wfrun.exceptions import (
     ConnectionNotFoundError,
     InvalidInputError,
@@ -792,6 +793,8 @@ def _platform_hook(adapter_class: type[PlatformAdapter]) -> type[WorkflowRunHook
         {
             "conn_type": adapter_class.name,
             "hook_name": adapter_class.display_name,
+            # Airflow 3.1 reads the connection form from the class's own __dict__ (3.2+: provider info).
+            **form_of(adapter_class).hook_methods(),
             "__module__": __name__,
             "__qualname__": name,
             "__doc__": f":class:`WorkflowRunHook` registered for ``{adapter_class.name}`` connections.",

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -90,8 +91,9 @@ class PlatformAdapter(ABC):
     quota_error_codes: ClassVar[frozenset[str]] = frozenset()
     #: Platform status word -> normalized status.
     statuses: ClassVar[Mapping[str, RunStatus]]
-    #: Connection extra fields this platform reads, with a description for the connection form.
-    extra_fields: ClassVar[Mapping[str, str]] = {}
+    #: Connection extra fields this platform reads, as the connection form shows them (label, description,
+    #: ``kind`` str or bool, placeholder); ``connection_form`` builds Airflow's forms from them.
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {}
     #: What this platform's run ids look like, to catch an id meant for another platform before calling.
     run_id_pattern: ClassVar[re.Pattern[str] | None] = None
     run_id_example: ClassVar[str] = ""

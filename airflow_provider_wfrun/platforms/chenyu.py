@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.models import (
     RunCost,
     RunError,
@@ -113,8 +114,12 @@ class ChenyuAdapter(PlatformAdapter):
     display_name = "chenyu.cn"
     default_host = "https://www.chenyu.cn/api/open/v2"
     idempotent_submit = True
-    extra_fields = {
-        "accept_external_cost_risk": "Accept workflows that may incur external model costs (true/false)"
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
+        "accept_external_cost_risk": {
+            "label": "Accept external model costs",
+            "description": "Run workflows that may call paid external models",
+            "kind": "bool",
+        }
     }
     requires_workflow_id = True
     auth_error_codes = frozenset({"401", "403"})
