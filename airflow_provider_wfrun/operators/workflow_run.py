@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import (
     BaseOperator,
     BaseOperatorLink,
-    ResumableJobMixin,
     XCom,
     conf,
 )
 
+from airflow_provider_wfrun._compat import ResumableJobMixin
 from airflow_provider_wfrun.completion import (
     DEFAULT_MAX_OUTPUT_BYTES,
     StrictTemplateFieldsMixin,
@@ -315,6 +315,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
     def _wait_in_worker(self) -> None:
         handle = self._require_handle()
         last_status = None
+        started = time.monotonic()
         while True:
             run = self.hook.get_run(handle["run_id"])
             if run.status is not last_status:
@@ -327,9 +328,13 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
             remaining = handle["end_time"] - time.time()
             if remaining <= 0:
                 self._give_up_at_deadline()
-            time.sleep(
-                min(next_poll_delay(run, poll_interval=self.poll_interval, max_poll_interval=300), remaining)
+            delay = next_poll_delay(
+                run,
+                poll_interval=self.poll_interval,
+                max_poll_interval=300,
+                waited=time.monotonic() - started,
             )
+            time.sleep(min(delay, remaining))
 
     def on_kill(self) -> None:
         """Worker-side kill (non-deferrable mode): cancel the run, best effort."""
