@@ -12,7 +12,7 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlencode
@@ -152,7 +152,10 @@ class PlatformAdapter(ABC):
         template = self.extra.get("run_url_template")
         if template:
             return str(template).format(run_id=run_id, workflow_id=workflow_id or "")
-        return self.get_request(run_id).url(base_url)
+        request = self.get_request(run_id)
+        if request.json and not request.params:  # a POST query (GPTBots): the link carries its body
+            request = replace(request, params={key: str(value) for key, value in request.json.items()})
+        return request.url(base_url)
 
     # --- shared machinery ------------------------------------------------------------------------
     def raise_for_error(
@@ -186,7 +189,9 @@ class PlatformAdapter(ABC):
                 f"the API key was rejected ({message}); check the connection's password", **where
             )
         if status_code == 404 or code in self.not_found_error_codes:
-            raise RunNotFoundError(f"not found: {message}", **where)
+            # A 404 without the platform's error body is usually the API root, not the run.
+            hint = "" if info else f"; check that the host has its version segment, like {self.default_host}"
+            raise RunNotFoundError(f"not found: {message}{hint}", **where)
         label = f"{code} (HTTP {status_code})" if code and code != str(status_code) else str(status_code)
         raise PlatformError(
             f"platform error {label}: {message}",
