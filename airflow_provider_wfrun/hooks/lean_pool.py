@@ -135,8 +135,9 @@ class LeanConnectionPool:
             try:
                 handed = await future
             except BaseException:
-                if future.done() and not future.cancelled() and future.result() is not None:
-                    self._release(future.result())  # handed over just as this request was canceled
+                late = future.result() if future.done() and not future.cancelled() else None
+                if late is not None:
+                    self._release(late)  # handed over just as this request was canceled
                 raise
             finally:
                 if timer is not None:
@@ -447,9 +448,9 @@ class _LeanConnection(asyncio.Protocol):
                     self._framing = ""
                     return None
             else:
-                piece = self._read_chunked()
-                if piece is not None:
-                    return piece
+                chunk = self._read_chunked()
+                if chunk is not None:
+                    return chunk
                 if self._framing:
                     self._raise_if_ended("peer closed connection without sending complete message body")
             if self._framing:

@@ -289,7 +289,7 @@ def _log_entry(line: _Log) -> RunLogEntry:
 
 def _run_error(status: RunStatus, error: _Error | None) -> RunError | None:
     reason = error and (error.reason or error.message)
-    if reason:
+    if error is not None and reason:
         return RunError(reason=reason, detail=error.detail, code=error.engine_code or _str(error.code))
     if status is RunStatus.FAILED:
         return RunError(reason="chenyu reported the run failed without a reason")

@@ -164,6 +164,7 @@ class WorkflowRunTrigger(BaseTrigger):
                 )
                 run = None
             else:
+                assert run is not None  # for mypy: the loop's `run = None` widens it; the try just set it
                 failures = 0
                 self._report(run)
                 if run.is_terminal:
