@@ -40,7 +40,7 @@ lint: install
 FLOOR_PYTHON ?= python3.10
 FLOOR_VENV := .venv-floor
 FLOOR_STAMP := $(FLOOR_VENV)/.installed
-FLOOR_TIERS ?= tests/unit tests/hooks tests/triggers tests/operators tests/e2e
+FLOOR_TIERS ?= tests/unit tests/hooks tests/triggers tests/operators
 
 $(FLOOR_STAMP): pyproject.toml $(STAMP)
 	rm -rf $(FLOOR_VENV)
