@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 #: A user's test module: the plugin's fixtures only, nothing from this repository's conftest.
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.models import RunStatus
@@ -51,7 +54,7 @@ def test_a_wrong_key_is_rejected(wfrun_connections, monkeypatch):
     monkeypatch.setenv(name, json.dumps({**json.loads(os.environ[name]), "password": "wrong"}))
     with pytest.raises(AuthenticationError):
         WorkflowRunHook(wfrun_connections["gptbots"]).submit_run({"q": 1})
-'''
+"""
 
 
 def test_the_plugin_serves_a_users_tests_through_the_emulator(pytester: pytest.Pytester) -> None:
@@ -72,4 +75,35 @@ def test_ids(wfrun_connections):
 """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "--wfrun-conn-prefix", "my_")
+    result.assert_outcomes(passed=1)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+USER_DAG = """
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_wfrun.operators.workflow_run import RunWorkflowOperator
+
+with DAG("translate", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+    RunWorkflowOperator(task_id="translate", conn_id="wfrun_dify", inputs={"query": "good morning"},
+                        deferrable=True, poll_interval=1)
+"""
+
+
+def readme_recipe() -> str:
+    """The README's "Test your own DAGs" example, as a user would copy it."""
+    found = re.search(
+        r"```python\n(# tests/test_my_dags\.py.*?)```", README.read_text(encoding="utf-8"), re.S
+    )
+    assert found, "the README lost its DAG-test recipe"
+    return found.group(1)
+
+
+def test_the_readme_recipe_runs_a_users_dag_against_the_emulator(pytester: pytest.Pytester) -> None:
+    """A user's project: dags/translate.py and the README's test, which runs `airflow dags test`."""
+    (pytester.path / "dags").mkdir()
+    (pytester.path / "dags" / "translate.py").write_text(USER_DAG)
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_my_dags.py").write_text(readme_recipe())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "tests")
     result.assert_outcomes(passed=1)
