@@ -42,15 +42,23 @@ FLOOR_VENV := .venv-floor
 FLOOR_STAMP := $(FLOOR_VENV)/.installed
 FLOOR_TIERS ?= tests/unit tests/hooks tests/triggers tests/operators
 
+# The oldest supported Python: $(FLOOR_PYTHON) on PATH, else pyenv's newest 3.10 (its shim may not be active).
+FLOOR_VERSION := (3, 10)
+FIND_FLOOR_PYTHON := for candidate in $(FLOOR_PYTHON) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 \
+	2>/dev/null | sort -V -r); do "$$candidate" -c 'import sys; assert sys.version_info[:2] == $(FLOOR_VERSION); \
+	print(sys.executable)' 2>/dev/null && break; done
+
 $(FLOOR_STAMP): pyproject.toml $(STAMP)
 	rm -rf $(FLOOR_VENV)
-	UV_PYTHON_DOWNLOADS=never $(BIN)/uv venv --quiet \
-		--python "$$($(FLOOR_PYTHON) -c 'import sys; print(sys.executable)')" $(FLOOR_VENV)
+	@python=$$($(FIND_FLOOR_PYTHON)); test -n "$$python" || { echo "no Python 3.10: install it (pyenv install 3.10)"; exit 1; }; \
+	echo "floor Python: $$python"; \
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv venv --quiet --python "$$python" $(FLOOR_VENV)
 	$(BIN)/uv pip install --quiet --python $(FLOOR_VENV)/bin/python --resolution lowest-direct -e ".[test,forms]"
 	touch $(FLOOR_STAMP)
 
 test-floor: $(FLOOR_STAMP)
-	@$(FLOOR_VENV)/bin/python -c 'import sys, airflow; print(f"floor: Python {sys.version.split()[0]}, Airflow {airflow.__version__}")'
+	@$(FLOOR_VENV)/bin/python -c 'import sys, importlib.metadata as m; \
+		print("floor: Python", sys.version.split()[0] + ", Airflow", m.version("apache-airflow"))'
 	$(FLOOR_VENV)/bin/python -m pytest -q -m "not live" -p no:cacheprovider $(FLOOR_TIERS)
 	$(FLOOR_VENV)/bin/python scripts/demo.py --dags example_wfrun_chenyu --home .airflow-home-floor
 
