@@ -37,10 +37,8 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_wfrun._compat import ResumableJobMixin
-from airflow_provider_wfrun.completion import (
-    DEFAULT_MAX_OUTPUT_BYTES,
+from airflow_provider_wfrun.checks import (
     StrictTemplateFieldsMixin,
-    check_event,
     check_flags,
     check_hook_params,
     check_inputs,
@@ -48,12 +46,8 @@ from airflow_provider_wfrun.completion import (
     check_rendered_ids,
     check_run_url_template,
     check_workflow_id,
-    is_timeout,
     positive_seconds,
-    raise_if_error,
     resolve_connection,
-    result_of,
-    summary,
 )
 from airflow_provider_wfrun.exceptions import (
     InvalidInputError,
@@ -66,6 +60,14 @@ from airflow_provider_wfrun.exceptions import (
 )
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.models import RunStatus, WorkflowRun
+from airflow_provider_wfrun.results import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    check_event,
+    is_timeout,
+    raise_if_error,
+    result_of,
+    summary,
+)
 from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger, next_poll_delay
 
 if TYPE_CHECKING:

@@ -48,6 +48,10 @@ class ApiRequest:
     #: The answer is a server-sent-event stream, read only until :meth:`PlatformAdapter.read_submit_event`
     #: returns a run (Dify streaming submit).
     stream: bool = False
+    #: A multipart form instead of JSON (file uploads): plain fields, and files as
+    #: ``name -> (file name, content, media type)``.
+    form: Mapping[str, str] | None = None
+    files: Mapping[str, tuple[str, bytes, str]] | None = None
 
     def url(self, base_url: str) -> str:
         query = f"?{urlencode(self.params)}" if self.params else ""
@@ -97,9 +101,20 @@ class PlatformAdapter(ABC):
     #: What this platform's run ids look like, to catch an id meant for another platform before calling.
     run_id_pattern: ClassVar[re.Pattern[str] | None] = None
     run_id_example: ClassVar[str] = ""
+    #: Authentication: the header the key travels in and what precedes it (``Bearer`` by default; a
+    #: platform with a named key header sets ``auth_header = "X-Api-Key"`` and ``auth_prefix = ""``).
+    auth_header: ClassVar[str] = "Authorization"
+    auth_prefix: ClassVar[str] = "Bearer "
+    #: False for servers that may run without authentication (a self-hosted engine on a private network).
+    requires_api_key: ClassVar[bool] = True
 
     def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
         self.extra: Mapping[str, Any] = extra or {}
+
+    @classmethod
+    def auth_headers(cls, api_key: str) -> dict[str, str]:
+        """The headers that authenticate a request with ``api_key``."""
+        return {cls.auth_header: f"{cls.auth_prefix}{api_key}"}
 
     # --- requests ------------------------------------------------------------------------------
     @abstractmethod

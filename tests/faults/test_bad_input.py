@@ -31,6 +31,7 @@ from airflow_provider_wfrun.exceptions import (
 )
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.operators.workflow_run import RunWorkflowOperator
+from airflow_provider_wfrun.platforms import adapter_classes
 from airflow_provider_wfrun.sensors.workflow_run import WorkflowRunSensor
 from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
 
@@ -171,7 +172,7 @@ CASES = [
         lambda env: env.run(env.operator(conn_id="wfrun_defined_nowhere")),
         InvalidInputError,
         r"'wfrun_defined_nowhere' is not defined",
-        r"create it with type dify, gptbots or chenyu",
+        "create it with one of the types " + ", ".join(adapter_classes()),
     ),
     Case(
         "connection-of-type-http",
