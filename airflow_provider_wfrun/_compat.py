@@ -1,5 +1,8 @@
 """
-What this provider needs from newer Airflow releases, with a stand-in where an older one lacks it.
+What this provider needs from newer Airflow or common-compat releases, with a stand-in where one lacks it.
+
+``mask_secret`` is in common-compat's ``sdk`` from 1.22.0 (Python 3.11+); before, it is
+``airflow.sdk.log.mask_secret``, which every supported Airflow has.
 
 ``ResumableJobMixin`` (and the ``task_state_store`` it writes to) arrived in Airflow 3.3; common-compat
 hands out the SDK class or its own stand-in from 1.23.0, which needs Python 3.11. Below both, the local
@@ -10,6 +13,11 @@ submits its own run (the chenyu idempotency key still deduplicates a retried sub
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+try:
+    from airflow.providers.common.compat.sdk import mask_secret
+except ImportError:  # common-compat < 1.22
+    from airflow.sdk.log import mask_secret
 
 if TYPE_CHECKING:
     from airflow.sdk import ResumableJobMixin
@@ -36,4 +44,4 @@ else:
                     return self.get_job_result(external_id, context)
 
 
-__all__ = ["ResumableJobMixin"]
+__all__ = ["ResumableJobMixin", "mask_secret"]
