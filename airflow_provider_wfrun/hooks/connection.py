@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, mask_secret
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
 from airflow_provider_wfrun import __version__
+from airflow_provider_wfrun._compat import mask_secret
 from airflow_provider_wfrun.exceptions import ConnectionNotFoundError, InvalidInputError
 from airflow_provider_wfrun.platforms import adapter_classes
 

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_wfrun.connection_form import form_of
 from airflow_provider_wfrun.exceptions import InvalidInputError, InvalidResponseError, WorkflowRunError
 from airflow_provider_wfrun.hooks.base import WorkflowRunBaseHook
 from airflow_provider_wfrun.hooks.transport import Outgoing, aevents, deadline_error, shared_async_client
@@ -291,6 +292,8 @@ def platform_hook(adapter_class: type[PlatformAdapter]) -> type[WorkflowRunHook]
     namespace: dict[str, Any] = {
         "conn_type": adapter_class.name,
         "hook_name": adapter_class.display_name,
+        # Airflow 3.1 reads the connection form from the class's own __dict__ (3.2+: provider info).
+        **form_of(adapter_class).hook_methods(),
         "__module__": __name__,
         "__qualname__": name,
         "__doc__": f":class:`WorkflowRunHook` registered for ``{adapter_class.name}`` connections.",

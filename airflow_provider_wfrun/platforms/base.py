@@ -16,7 +16,7 @@ import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -32,6 +32,7 @@ from pydantic import (
     WrapValidator,
 )
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -265,7 +266,7 @@ def _instant(unit_seconds: float) -> Reader:
     epoch; other text is ISO 8601, and one without an offset is in the context's zone (UTC by default).
     """
 
-    def read(value: Any, context: Mapping[str, Any]) -> datetime:
+    def read(value: Any, context: Mapping[str, Any]) -> datetime | None:
         if isinstance(value, str) and not _looks_numeric(value):
             return from_iso(value, zone=context.get(ZONE) or timezone.utc)
         return datetime.fromtimestamp(_number(value) * unit_seconds, tz=timezone.utc)
@@ -347,8 +348,9 @@ class PlatformAdapter(ABC):
     default_timezone: ClassVar[tzinfo] = timezone.utc
     #: Platform status word -> normalized status.
     statuses: ClassVar[Mapping[str, RunStatus]]
-    #: Connection extra fields this platform reads, with a description for the connection form.
-    extra_fields: ClassVar[Mapping[str, str]] = {}
+    #: Connection extra fields this platform reads, as the connection form shows them (label, description,
+    #: ``kind`` str or bool, placeholder); ``connection_form`` builds Airflow's forms from them.
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {}
     #: What this platform's run ids look like, to catch an id meant for another platform before calling.
     run_id_pattern: ClassVar[re.Pattern[str] | None] = None
     run_id_example: ClassVar[str] = ""
@@ -441,7 +443,10 @@ class PlatformAdapter(ABC):
         template = self.extra.get("run_url_template")
         if template:
             return str(template).format(run_id=run_id, workflow_id=workflow_id or "")
-        return self.get_request(run_id).url(base_url)
+        request = self.get_request(run_id)
+        if request.json and not request.params:  # a POST query (GPTBots): the link carries its body
+            request = replace(request, params={key: str(value) for key, value in request.json.items()})
+        return request.url(base_url)
 
     def with_run_url(self, run: WorkflowRun, *, base_url: str) -> WorkflowRun:
         """``run`` with its :meth:`run_url`; unchanged (and logged) when the URL template cannot be filled."""
@@ -487,7 +492,9 @@ class PlatformAdapter(ABC):
                 f"the API key was rejected ({message}); check the connection's password", **where
             )
         if status_code == 404 or code in self.not_found_error_codes:
-            raise RunNotFoundError(f"not found: {message}", **where)
+            # A 404 without the platform's error body is usually the API root, not the run.
+            hint = "" if info else f"; check that the host has its version segment, like {self.default_host}"
+            raise RunNotFoundError(f"not found: {message}{hint}", **where)
         label = f"{code} (HTTP {status_code})" if code and code != str(status_code) else str(status_code)
         raise PlatformError(
             f"platform error {label}: {message}",

@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import model_validator
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.exceptions import InvalidResponseError
 from airflow_provider_wfrun.models import (
     RunCost,
@@ -143,9 +144,17 @@ class ChenyuAdapter(PlatformAdapter):
     display_name = "chenyu.cn"
     default_host = "https://www.chenyu.cn/api/open/v2"
     idempotent_submit = True
-    extra_fields = {
-        "accept_external_cost_risk": "Accept workflows that may incur external model costs (true/false)",
-        "timezone": "Zone of chenyu timestamps written without an offset (default UTC), e.g. Asia/Shanghai",
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
+        "accept_external_cost_risk": {
+            "label": "Accept external model costs",
+            "description": "Run workflows that may call paid external models",
+            "kind": "bool",
+        },
+        "timezone": {
+            "label": "Time zone of timestamps",
+            "description": "Zone of chenyu timestamps written without an offset (default UTC)",
+            "placeholder": "Asia/Shanghai",
+        },
     }
     requires_workflow_id = True
     auth_error_codes = frozenset({"401", "403"})
@@ -338,7 +347,7 @@ def _log_entry(line: _Log) -> RunLogEntry:
 
 def _run_error(status: RunStatus, error: _Error | None) -> RunError | None:
     reason = error and (error.reason or error.message)
-    if reason:
+    if error is not None and reason:
         return RunError(reason=reason, detail=error.detail, code=error.engine_code or error.code)
     if status is RunStatus.FAILED:
         return RunError(reason="chenyu reported the run failed without a reason")
