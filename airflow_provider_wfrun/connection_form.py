@@ -46,7 +46,7 @@ COMMON_EXTRA_FIELDS: Mapping[str, ExtraFieldSpec] = {
     # Text, not a checkbox: it defaults to on, and an unticked box would save "off" for every connection.
     "trust_env": {
         "label": "Use environment proxies",
-        "description": "true (default) honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY and SSL_CERT_FILE; false ignores them",
+        "description": "true (default): honour HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE...; false: ignore",
         "placeholder": "true",
     },
 }
