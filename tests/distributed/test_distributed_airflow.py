@@ -129,10 +129,11 @@ def assert_fanout_succeeded(
     if not retried:
         assert {ti["try_number"] for ti in tis} == {1}, "a task was retried"
     for ti in tis:
-        for attempt in range(2, ti["try_number"] + 1):
-            log = mapped_task_log(cluster, run_id, ti["map_index"], attempt)
-            assert any(line in log for line in REATTACHED), log[-3000:]
-            assert "Submitted" not in log
+        index = ti["map_index"]
+        retries = [mapped_task_log(cluster, run_id, index, n) for n in range(2, ti["try_number"] + 1)]
+        # A try that failed at start-up logs nothing of ours; the one that succeeded reattached.
+        assert not retries or any(line in retries[-1] for line in REATTACHED), retries[-1][-3000:]
+        assert not any("Submitted" in log for log in retries)
     pushed = cluster.xcom(FANOUT, run_id, key="run_id")
     run_ids = {run.inputs["case"]: run.run_id for run in cluster.emulator.state.runs.values()}
     assert {index: pushed.get(index) for index in range(count)} == run_ids
