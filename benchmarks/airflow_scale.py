@@ -424,12 +424,14 @@ def main() -> None:
     parser.add_argument("--interval", type=float)
     parser.add_argument("--window", type=float)
     parser.add_argument("--direct", action="store_true", help="record the deferrals directly at any size")
+    parser.add_argument("--tail-timeout", type=float, help="longest wait for the resumed tasks (s)")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     missing = unreachable_services()
     if missing:
         raise SystemExit(f"bench-airflow: not reachable: {'; '.join(missing)}")
-    overrides = {k: v for k, v in vars(args).items() if k in ("n", "interval", "window", "direct") and v}
+    names = ("n", "interval", "window", "direct", "tail_timeout")
+    overrides = {k: v for k, v in vars(args).items() if k in names and v}
     config = {**MODES[args.mode], **overrides}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up on a kill too
     started = time.monotonic()

@@ -260,8 +260,11 @@ def test_scheduler_and_api_server_restarted_mid_wait_lose_nothing(cluster, emula
     time.sleep(30)
     # The triggerers go on waiting without them.
     assert sum(polls(emulator, platform) for platform in PLATFORMS) > polls_at_kill
-    for name in ("scheduler", "api-server"):
-        cluster.start_component(name)
+    # The API server first: a task the scheduler queues before the execution API answers fails its try at
+    # start-up (Airflow's task runner), and a slow start can use up its retries.
+    cluster.start_component("api-server")
+    wait_for("the API server", lambda: cluster.api("GET", "/api/v2/version"), timeout=300)
+    cluster.start_component("scheduler")
     back = time.monotonic()
     ended_while_down = sum(down <= run.end_mono <= back for run in emulator.state.runs.values())
     cluster.wait_healthy(timeout=180)
