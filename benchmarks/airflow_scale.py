@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -134,7 +135,8 @@ def measure(
     recorder = emulator.app = PollRecorder(emulator.app)
     with emulator:
         peer = {"conn_type": "http", "host": "127.0.0.1", "port": emulator.port, "schema": "http"}
-        queues = {side: f"bench-{side}" for side in SIDES}
+        token = secrets.token_hex(4)
+        queues = {side: f"bench-{side}-{token}" for side in SIDES}
         airflow = DistributedAirflow(
             home,
             emulator,

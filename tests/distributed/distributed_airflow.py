@@ -21,6 +21,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import redis
 from airflow_deployment import PLATFORMS, AirflowDeployment, PostgresDatabase
 from airflow_scenarios import LIVE_DAGS_DIR
 
@@ -114,6 +115,16 @@ class DistributedAirflow(AirflowDeployment):
             env={"PYTHONPATH": python_path, **(env or {})},
             **kwargs,
         )
+
+    def stop(self) -> None:
+        """Stop everything, then remove this deployment's queues from Redis (messages a test left there)."""
+        try:
+            super().stop()
+        finally:
+            client = redis.Redis(host=REDIS[0], port=REDIS[1], db=0, socket_timeout=10)
+            with closing(client):
+                for queue in self.worker_queues:
+                    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
     def triggers_by_triggerer(self) -> dict[str, set[int]]:
         """Which triggerer (by component name) holds which trigger ids now."""
