@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from airflow_provider_wfrun.connection_form import COMMON_EXTRA_FIELDS
 from airflow_provider_wfrun.get_provider_info import get_provider_info
 from airflow_provider_wfrun.hooks.workflow_run import PLATFORM_HOOKS
 from airflow_provider_wfrun.platforms import adapter_classes
@@ -37,7 +38,7 @@ def test_connection_types_are_read_from_the_adapters_as_they_are():
         item = declared[conn_type]
         assert item["hook-name"] == adapter.display_name
         assert item["ui-field-behaviour"]["placeholders"]["host"] == adapter.default_host
-        assert set(item["conn-fields"]) == {*adapter.extra_fields, "run_url_template"}
+        assert set(item["conn-fields"]) == {*adapter.extra_fields, *COMMON_EXTRA_FIELDS}
         hook_class = PLATFORM_HOOKS[conn_type]
         assert item["hook-class-name"] == f"{hook_class.__module__}.{hook_class.__name__}"
         assert hook_class.conn_type == conn_type
@@ -73,7 +74,8 @@ def test_airflow_serves_the_connection_form_with_labels_and_kinds(conn_type):
     for hidden in (standard.login, standard.port, standard.url_schema):
         assert hidden.hidden
     extras = meta.extra_fields
-    assert set(extras) == {*adapter.extra_fields, "run_url_template"}
+    assert set(extras) == {*adapter.extra_fields, *COMMON_EXTRA_FIELDS}
+    assert {"run_url_template", "verify", "cert", "cert_key", "proxy", "trust_env"} <= set(extras)
     for name, spec in adapter.extra_fields.items():
         schema = extras[name]["schema"]
         assert schema["title"] == spec["label"]
