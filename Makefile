@@ -41,12 +41,15 @@ demo: install
 
 # Waiting cost against the peers' polling, other HTTP clients and HttpSensor (docs/benchmarks.md), over plain
 # HTTP and TLS, in alternated rounds. Quick: about 15 minutes on 2 cores.
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--parts 2,3,1" (parts in that order).
+BENCH_ARGS ?=
+
 bench: bench-deps
-	$(BIN)/python -m benchmarks.run --mode quick
+	$(BIN)/python -m benchmarks.run --mode quick $(BENCH_ARGS)
 
 # The large sizes (N = 1,000 / 5,000 / 10,000 waits, a 10-minute run through Airflow): about 45 minutes.
 bench-full: bench-deps
-	$(BIN)/python -m benchmarks.run --mode full
+	$(BIN)/python -m benchmarks.run --mode full $(BENCH_ARGS)
 
 # The benchmarks' own extra (httpx-aiohttp, a compared alternative), on top of `make install`.
 bench-deps: install

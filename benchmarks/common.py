@@ -281,9 +281,9 @@ def run_contender(module: str, args: Sequence[str], env: dict[str, str], timeout
 
 
 def start_contender(
-    module: str, args: Sequence[str], env: dict[str, str], cpu: int = CONTENDER_CPU
+    module: str, args: Sequence[str], env: dict[str, str], cpu: int | None = CONTENDER_CPU
 ) -> subprocess.Popen[str]:
-    """Start ``python -m benchmarks.<module>`` pinned to ``cpu``; returns once it says ready."""
+    """Start ``python -m benchmarks.<module>`` pinned to ``cpu`` (None: any); returns once it says ready."""
     process = subprocess.Popen(
         [PYTHON, "-m", f"benchmarks.{module}", *args],
         env={**os.environ, **env},
@@ -292,7 +292,7 @@ def start_contender(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: pin(cpu),
+        preexec_fn=None if cpu is None else lambda: pin(cpu),
     )
     assert process.stdout is not None
     seen: list[str] = []

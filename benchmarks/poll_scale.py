@@ -258,6 +258,8 @@ class GcClock:
         self.seconds = 0.0
         self.longest = 0.0
         self.collections = 0
+        #: Collections of the oldest generation: the whole heap, Airflow's included (the long pauses).
+        self.full = 0
         self._started = 0.0
         gc.callbacks.append(self._callback)
 
@@ -269,6 +271,7 @@ class GcClock:
             self.seconds += pause
             self.longest = max(self.longest, pause)
             self.collections += 1
+            self.full += info["generation"] == 2
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -343,6 +346,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "gc_seconds": gc_clock.seconds,
         "gc_longest": gc_clock.longest,
         "gc_collections": gc_clock.collections,
+        "gc_full_collections": gc_clock.full,
+        "gc_tracked_objects": len(gc.get_objects()),
         "cpu_seconds": cpu,
         "expected_rps": n / interval,
         "not_cancelled": len(pending),

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    EMULATOR_CPU,
     PLATFORMS,
     REPO,
     Emulator,
@@ -111,6 +110,13 @@ def part_poll_cost(emulator: Emulator, env: dict[str, str], sizes: list[tuple]) 
                     result = finish_contender(processes[contender], {"go": True}, timeout)
                     result["round"] = index
                     row["results"][contender].append(result)
+                    log(
+                        f"part 1: {contender}: {fmt(result['cpu_us_per_poll'], 0)} µs per poll, "
+                        f"{result['rps']:.0f} of {result['expected_rps']:.0f} requests/s, lateness p99 "
+                        f"{result['lateness_p99'] * 1e3:.1f} ms, GC {result['gc_seconds']:.2f} s "
+                        f"(longest {result['gc_longest'] * 1e3:.0f} ms), "
+                        f"RSS {result['rss_bytes_per_wait'] / 1024:.1f} KB per wait"
+                    )
             rows.append(row)
         os.unlink(handle.name)
     return rows
@@ -120,16 +126,15 @@ def standby_contenders(
     order: tuple[str, ...], runs: str, n: int, interval: float, window: float, scheme: str, env: dict
 ) -> dict[str, subprocess.Popen[str]]:
     """
-    A round's contender processes, started together on the emulator's core while nothing is measured:
-    their imports (seconds of CPU each) are done before the first measurement, and each moves to the
-    contender core when its turn comes.
+    A round's contender processes, started together while nothing is measured (on any core): their
+    imports (seconds of CPU each) are done before the first measurement, and each moves to the contender
+    core when its turn comes.
     """
     args = ["--runs", runs, "--n", str(n), "--interval", str(interval), "--window", str(window), "--standby"]
     args += ["--tls"] if scheme == "https" else []
     with concurrent.futures.ThreadPoolExecutor(len(order)) as pool:
         futures = {
-            c: pool.submit(start_contender, "poll_scale", ["--contender", c, *args], env, EMULATOR_CPU)
-            for c in order
+            c: pool.submit(start_contender, "poll_scale", ["--contender", c, *args], env, None) for c in order
         }
         return {contender: future.result() for contender, future in futures.items()}
 
@@ -270,20 +275,25 @@ SCALE_FIGURES = [
     ("poll lateness max (ms)", "lateness_max", 1e3, 0),
     ("GC pause total (s)", "gc_seconds", 1e0, 2),
     ("GC pause longest (ms)", "gc_longest", 1e3, 0),
+    ("GC full collections", "gc_full_collections", 1e0, 0),
     ("requests/s achieved", "rps", 1e0, 0),
 ]
 SCHEMES = {"http": "plain HTTP", "https": "TLS"}
 
 
-def spread(values: list[float], digits: int) -> str:
+def spread(values: list[float | None], digits: int) -> str:
     """Median and range of the rounds: ``480 (450-510)``; one value alone."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
+    known = [v for v in values if v is not None and not math.isnan(v)]
+    if not known:
         return "n/a"
-    middle = fmt(statistics.median(values), digits)
-    if len(values) == 1:
+    middle = fmt(statistics.median(known), digits)
+    if len(known) == 1:
         return middle
-    return f"{middle} ({fmt(min(values), digits)}\u2013{fmt(max(values), digits)})"
+    return f"{middle} ({fmt(min(known), digits)}\u2013{fmt(max(known), digits)})"
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
 
 
 def round_ratios(row: dict[str, Any], contender: str, key: str = "cpu_us_per_poll") -> list[float]:
@@ -308,10 +318,7 @@ def scale_report(rows: list[dict[str, Any]]) -> list[str]:
         out.append("|---|" + "---:|" * len(names))
         for label, key, factor, digits in SCALE_FIGURES:
             cells = [
-                spread(
-                    [r[key] * factor if r[key] is not None else None for r in row["results"][name]], digits
-                )
-                for name in names
+                spread([_scaled(r.get(key), factor) for r in row["results"][name]], digits) for name in names
             ]
             out.append(f"| {label} | " + " | ".join(cells) + " |")
             if key == "cpu_us_per_poll" and "peers" in names:
@@ -473,26 +480,30 @@ def write_doc(mode: str, command: str, table: str, elapsed: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=tuple(MODES), default="quick")
-    parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 1,3")
+    parser.add_argument(
+        "--parts", default="1,2,3", help="which parts to run, in this order, e.g. 1,3 or 2,3,1"
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
     config = MODES[args.mode]
-    parts = set(args.parts.split(","))
+    order = args.parts.split(",")
+    parts = set(order)
     command = "make bench" if args.mode == "quick" else "make bench-full"
-    if parts != {"1", "2", "3"}:
+    if order != ["1", "2", "3"]:
         command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     started = time.monotonic()
     results: dict[str, Any] = {}
     with emulator_process() as emulator:
         env = {**connection_env(emulator), **airflow_env(REPO / ".airflow-home" / "bench")}
         url = emulator.url
-        if "1" in parts:
-            results["scale"] = part_poll_cost(emulator, env, config["scale"])
-        if "2" in parts:
-            results["adaptive"] = part_adaptive(url, env, config["mix_runs"], config["mix_scale"])
-        if "3" in parts:
-            results["airflow"] = part_airflow(url, env, config["wait"], config["interval"])
+        for part in order:
+            if part == "1":
+                results["scale"] = part_poll_cost(emulator, env, config["scale"])
+            elif part == "2":
+                results["adaptive"] = part_adaptive(url, env, config["mix_runs"], config["mix_scale"])
+            elif part == "3":
+                results["airflow"] = part_airflow(url, env, config["wait"], config["interval"])
     elapsed = time.monotonic() - started
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
