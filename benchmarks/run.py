@@ -62,7 +62,7 @@ MODES: dict[str, dict[str, Any]] = {
     },
     "full": {
         "scale": [
-            (1000, 5.0, 20.0, ("http", "https"), ALL_CONTENDERS, 3),
+            (1000, 5.0, 20.0, ("http", "https"), ALL_CONTENDERS, 2),
             (5000, 15.0, 30.0, ("http",), ("ours", "peers"), 2),
             (10000, 30.0, 60.0, ("http",), ("ours", "peers"), 2),
         ],
@@ -94,49 +94,59 @@ def part_poll_cost(emulator: Emulator, env: dict[str, str], sizes: list[tuple]) 
         runs = asyncio.run(submit_runs(emulator.url, specs))
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
             json.dump(runs, handle)
+        plan = [
+            (scheme, index, contender)
+            for scheme in schemes
+            for index in range(rounds)
+            for contender in contenders[index % len(contenders) :] + contenders[: index % len(contenders)]
+        ]
+        log(
+            f"part 1: N={n}: starting the {len(plan)} contender processes of {len(schemes)} x {rounds} rounds"
+        )
+        processes = standby_contenders(plan, handle.name, n, interval, window, env)
         for scheme in schemes:
             row: dict[str, Any] = {"n": n, "interval": interval, "scheme": scheme, "rounds": rounds}
             row["results"] = {contender: [] for contender in contenders}
-            for index in range(rounds):
-                order = contenders[index % len(contenders) :] + contenders[: index % len(contenders)]
-                log(f"part 1: {scheme}, round {index + 1}/{rounds}: starting {', '.join(order)}")
-                processes = standby_contenders(order, handle.name, n, interval, window, scheme, env)
-                for contender in order:
-                    log(
-                        f"part 1: {scheme}, round {index + 1}/{rounds}, {contender}, N={n}, "
-                        f"every {interval:g} s, {window:g} s window"
-                    )
-                    timeout = interval * 8 + window + 300
-                    result = finish_contender(processes[contender], {"go": True}, timeout)
-                    result["round"] = index
-                    row["results"][contender].append(result)
-                    log(
-                        f"part 1: {contender}: {fmt(result['cpu_us_per_poll'], 0)} µs per poll, "
-                        f"{result['rps']:.0f} of {result['expected_rps']:.0f} requests/s, lateness p99 "
-                        f"{result['lateness_p99'] * 1e3:.1f} ms, GC {result['gc_seconds']:.2f} s "
-                        f"(longest {result['gc_longest'] * 1e3:.0f} ms), "
-                        f"RSS {result['rss_bytes_per_wait'] / 1024:.1f} KB per wait"
-                    )
             rows.append(row)
+        for key in plan:
+            scheme, index, contender = key
+            log(
+                f"part 1: {scheme}, round {index + 1}/{rounds}, {contender}, N={n}, "
+                f"every {interval:g} s, {window:g} s window"
+            )
+            result = finish_contender(processes.pop(key), {"go": True}, interval * 8 + window + 300)
+            result["round"] = index
+            row = next(r for r in rows if r["n"] == n and r["scheme"] == scheme)
+            row["results"][contender].append(result)
+            log(
+                f"part 1: {contender}: {fmt(result['cpu_us_per_poll'], 0)} µs per poll, "
+                f"{result['rps']:.0f} of {result['expected_rps']:.0f} requests/s, lateness p99 "
+                f"{result['lateness_p99'] * 1e3:.1f} ms, GC {result['gc_seconds']:.2f} s "
+                f"(longest {result['gc_longest'] * 1e3:.0f} ms), "
+                f"RSS {result['rss_bytes_per_wait'] / 1024:.1f} KB per wait"
+            )
         os.unlink(handle.name)
     return rows
 
 
 def standby_contenders(
-    order: tuple[str, ...], runs: str, n: int, interval: float, window: float, scheme: str, env: dict
-) -> dict[str, subprocess.Popen[str]]:
+    plan: list[tuple[str, int, str]], runs: str, n: int, interval: float, window: float, env: dict
+) -> dict[tuple[str, int, str], subprocess.Popen[str]]:
     """
-    A round's contender processes, started together while nothing is measured (on any core): their
+    Every contender process of a size, started together while nothing is measured (on any core): their
     imports (seconds of CPU each) are done before the first measurement, and each moves to the contender
     core when its turn comes.
     """
-    args = ["--runs", runs, "--n", str(n), "--interval", str(interval), "--window", str(window), "--standby"]
-    args += ["--tls"] if scheme == "https" else []
-    with concurrent.futures.ThreadPoolExecutor(len(order)) as pool:
-        futures = {
-            c: pool.submit(start_contender, "poll_scale", ["--contender", c, *args], env, None) for c in order
-        }
-        return {contender: future.result() for contender, future in futures.items()}
+    common = ["--runs", runs, "--n", str(n), "--interval", str(interval), "--window", str(window)]
+
+    def start(key: tuple[str, int, str]) -> subprocess.Popen[str]:
+        scheme, _, contender = key
+        args = ["--contender", contender, *common, "--standby", *(["--tls"] if scheme == "https" else [])]
+        return start_contender("poll_scale", args, env, None)
+
+    with concurrent.futures.ThreadPoolExecutor(len(plan)) as pool:
+        futures = {key: pool.submit(start, key) for key in plan}
+        return {key: future.result() for key, future in futures.items()}
 
 
 # ------------------------------------------------------------------------------------------ part 2
