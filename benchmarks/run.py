@@ -193,8 +193,9 @@ def part_adaptive(url: str, env: dict[str, str], count: int, scale: float) -> di
 
 
 # ------------------------------------------------------------------------------------------ part 3
-def part_airflow(url: str, env: dict[str, str], wait: float, interval: float) -> dict[str, Any]:
-    homes = {name: REPO / ".airflow-home" / f"bench-{name}" for name in ("sensor", "deferrable")}
+def part_airflow(url: str, env: dict[str, str], wait: float, interval: float, mode: str) -> dict[str, Any]:
+    # Per mode: a quick and a full run may overlap without sharing a metadata database.
+    homes = {name: REPO / ".airflow-home" / f"bench-{mode}-{name}" for name in ("sensor", "deferrable")}
     bundles = json.dumps(
         [
             {
@@ -505,7 +506,7 @@ def main() -> None:
     started = time.monotonic()
     results: dict[str, Any] = {}
     with emulator_process() as emulator:
-        env = {**connection_env(emulator), **airflow_env(REPO / ".airflow-home" / "bench")}
+        env = {**connection_env(emulator), **airflow_env(REPO / ".airflow-home" / f"bench-{args.mode}")}
         url = emulator.url
         for part in order:
             if part == "1":
@@ -513,7 +514,7 @@ def main() -> None:
             elif part == "2":
                 results["adaptive"] = part_adaptive(url, env, config["mix_runs"], config["mix_scale"])
             elif part == "3":
-                results["airflow"] = part_airflow(url, env, config["wait"], config["interval"])
+                results["airflow"] = part_airflow(url, env, config["wait"], config["interval"], args.mode)
     elapsed = time.monotonic() - started
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
