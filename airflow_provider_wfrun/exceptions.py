@@ -36,6 +36,16 @@ class WorkflowRunError(AirflowException):
         """A stable, short name for trigger events and XCom (``authentication``, ``not_found``...)."""
         return _ERROR_TYPES.get(type(self), "error")
 
+    def redact(self, secret: str | None) -> WorkflowRunError:
+        """Replace ``secret`` wherever platform text quoted in this error carries it; returns ``self``."""
+        if secret:
+            self.message = self.message.replace(secret, "***")
+            self.args = (self._format(self.message),)
+            for name, value in vars(self).items():
+                if isinstance(value, str) and secret in value:
+                    setattr(self, name, value.replace(secret, "***"))
+        return self
+
     def amend(self, note: str) -> WorkflowRunError:
         """Append ``note`` to the message, keeping the type and every attribute; returns ``self``."""
         self.message = f"{self.message}; {note}"
@@ -125,6 +135,13 @@ class InvalidResponseError(WorkflowRunError):
         super().__init__(message, platform=platform, run_id=run_id)
 
 
+class ResponseTooLargeError(InvalidResponseError):
+    """
+    An answer was larger than the hook's ``max_response_bytes`` (after decompression); reading stopped at
+    the cap. Not retried: the next answer would be as large.
+    """
+
+
 class NotSupportedError(WorkflowRunError):
     """The platform has no API for this (e.g. cancelling a GPTBots run)."""
 
@@ -170,6 +187,7 @@ _ERROR_TYPES: dict[type[WorkflowRunError], str] = {
     RateLimitedError: "rate_limited",
     PlatformError: "platform_error",
     InvalidResponseError: "invalid_response",
+    ResponseTooLargeError: "response_too_large",
     NotSupportedError: "not_supported",
     RunFailedError: "run_failed",
     RunCanceledError: "run_canceled",

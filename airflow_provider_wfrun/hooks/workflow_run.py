@@ -1,370 +1,45 @@
 """
-One hook for every workflow platform; the connection's type picks the platform adapter.
+The public hook: submit, poll and cancel workflow runs, returning normalized runs.
 
-Design notes:
-
-* **HTTP clients are reused.** The sync path keeps one :class:`httpx.Client` per hook. The async path uses
-  one :class:`httpx.AsyncClient` per event loop (:func:`shared_async_client`), shared by every hook on
-  that loop while any of them is working, because a triggerer may poll thousands of runs at once and a
-  client (with its connection pool) per poll or per trigger costs CPU, sockets and memory. The API key
-  travels in a per-request header, so one client serves many connections.
-* **Retries are bounded and honest.** Connection errors, timeouts, 5xx and 429 are retried with exponential
-  backoff and jitter, honouring ``Retry-After`` (capped), until ``retry_limit`` attempts or
-  ``retry_max_seconds`` pass. A submit is retried only where that cannot start a second run: always on
-  platforms that deduplicate by idempotency key, otherwise only when the request never reached the server
-  (connect errors) or was refused before any work (429).
-* **Secrets stay out.** The key lives only in the request header; no message, log line or repr holds it.
+One hook serves every platform; the connection's type picks the adapter. What a call sends and how the
+answer is read are the adapter's (``platforms/``); how it travels is the base hook's (``hooks/base.py``:
+connection, bounded transport, retries). Airflow registers one hook class per connection type; those are
+built from the adapter registry (:data:`PLATFORM_HOOKS`, importable by name, e.g. ``DifyHook``), so a new
+platform needs no code here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import ssl
-import time
-import urllib.request
 import uuid
-import weakref
-import zlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-import httpcore
-import httpx
-from airflow.providers.common.compat.connection import get_async_connection
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
-from httpx_sse import aconnect_sse, connect_sse
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
-from airflow_provider_wfrun import __version__
-from airflow_provider_wfrun.exceptions import (
-    ConnectionNotFoundError,
-    InvalidInputError,
-    InvalidResponseError,
-    PlatformError,
-    RateLimitedError,
-    WorkflowRunConnectionError,
-    WorkflowRunError,
-)
-from airflow_provider_wfrun.hooks.lean_pool import LeanConnectionPool
-from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes, get_adapter
-from airflow_provider_wfrun.platforms.base import ApiRequest
+from airflow_provider_wfrun.connection_form import form_of
+from airflow_provider_wfrun.exceptions import InvalidInputError, InvalidResponseError, WorkflowRunError
+from airflow_provider_wfrun.hooks.base import WorkflowRunBaseHook
+from airflow_provider_wfrun.hooks.transport import Outgoing, aevents, deadline_error, shared_async_client
+from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes
 
 if TYPE_CHECKING:
-    from airflow.sdk import Connection
-
+    from airflow_provider_wfrun.hooks.transport import EventStream
     from airflow_provider_wfrun.models import WorkflowRun
+    from airflow_provider_wfrun.platforms.base import ApiRequest
 
-USER_AGENT = f"airflow-provider-wfrun/{__version__}"
-_T = TypeVar("_T")
-#: Errors raised before a request reached the server: safe to retry even a non-idempotent submit.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+__all__ = ["PLATFORM_HOOKS", "WorkflowRunHook", "platform_hook", "shared_async_client"]
 
-
-@dataclass(frozen=True)
-class PlatformConnection:
-    """A validated connection: where the platform is and how to authenticate. The key is never printed."""
-
-    conn_id: str
-    platform: str
-    base_url: str
-    api_key: str = field(repr=False)
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}", "User-Agent": USER_AGENT}
-
-    @cached_property
-    def direct_headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        """The headers of the hook's direct path (no compression asked: poll answers are small)."""
-        own = [(name.encode(), value.encode()) for name, value in self.headers.items()]
-        return (*own, (b"Accept", b"*/*"))
-
-    @cached_property
-    def async_headers(self) -> dict[str, str]:
-        """What the async path sends: it bypasses the client's default headers, so these say it all."""
-        return {**self.headers, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
+#: Events read from a streamed submit before the platform must have named the run.
+MAX_EVENTS_BEFORE_START = 1000
 
 
-def platform_connection(conn: Connection) -> PlatformConnection:
-    """Validate a connection before anything is sent; every problem is an :class:`InvalidInputError`."""
-    adapter_class = adapter_classes().get(conn.conn_type or "")
-    if adapter_class is None:
-        raise InvalidInputError(
-            f"connection {conn.conn_id!r} has type {conn.conn_type!r}; "
-            f"use one of: {', '.join(adapter_classes())}"
-        )
-    api_key = (conn.password or "").strip()
-    if not api_key:
-        raise InvalidInputError(
-            f"connection {conn.conn_id!r} has no API key: put the {adapter_class.display_name} API key "
-            "in the connection's password field"
-        )
-    base_url = _base_url(conn.conn_id, (conn.host or "").strip() or adapter_class.default_host)
-    return PlatformConnection(
-        conn_id=conn.conn_id,
-        platform=adapter_class.name,
-        base_url=base_url,
-        api_key=api_key,
-        extra=conn.extra_dejson or {},
-    )
-
-
-def _base_url(conn_id: str, host: str) -> str:
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInputError(
-            f"connection {conn_id!r} host {host!r} is not an API root URL; write it with its scheme and "
-            "version segment, e.g. https://api.dify.ai/v1"
-        )
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise InvalidInputError(
-            f"connection {conn_id!r} host must be a plain URL (no credentials, query or fragment); "
-            "put the API key in the password field"
-        )
-    return host.rstrip("/")
-
-
-@contextmanager
-def _connection_lookup(conn_id: str) -> Iterator[None]:
-    """A missing connection is bad input: say which id and how to define it."""
-    try:
-        yield
-    except AirflowNotFoundException:
-        raise ConnectionNotFoundError(
-            f"connection {conn_id!r} is not defined: create it with type dify, gptbots or chenyu "
-            f'(e.g. AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "dify", "password": "..."}}\')'
-        ) from None
-
-
-def parse_retry_after(value: str | None, *, cap: float) -> float | None:
-    """``Retry-After`` as seconds (an integer or an HTTP date), capped; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(seconds, cap))
-
-
-#: Connections of the shared async client: enough for thousands of runs polled over real latencies.
-ASYNC_MAX_CONNECTIONS = 100
-#: Idle keep-alive connections are closed after this long: under the 5 s of common servers (uvicorn).
-ASYNC_KEEPALIVE_SECONDS = 4.0
-
-
-class _LoopClient:
-    __slots__ = ("client", "holders")
-
-    def __init__(self) -> None:
-        self.client: httpx.AsyncClient | None = None
-        self.holders = 0
-
-
-_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
-
-
-class shared_async_client:  # lower case: used like a function, ``async with shared_async_client()``
+class WorkflowRunHook(WorkflowRunBaseHook):
     """
-    The running event loop's one :class:`httpx.AsyncClient`, held open for the ``async with`` block.
+    Submit, poll and cancel workflow runs on any registered platform, returning normalized runs.
 
-    One per loop because a triggerer polls thousands of runs from one loop, and a client (with its
-    connection pool) per poll or per trigger costs a TCP connection, CPU and memory each time. Every async
-    hook call and every waiting trigger holds it, and it closes when the last holder leaves: a triggerer
-    with any run waiting keeps its pooled connections, and a loop that ends (``dag.test()``, a test) leaves
-    no socket open behind it. A class rather than ``@asynccontextmanager``: a waiting trigger keeps one for
-    hours, and a generator frame per wait costs memory.
+    Every method has an async twin (``a...``) for triggers; both behave the same. Only
+    :class:`~airflow_provider_wfrun.exceptions.WorkflowRunError` subclasses leave them.
     """
-
-    __slots__ = ("_client", "_shared")
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        shared = _loop_clients.get(loop)
-        if shared is None:
-            shared = _loop_clients[loop] = _LoopClient()
-        if shared.client is None or shared.client.is_closed:
-            shared.client = _new_async_client()
-        shared.holders += 1
-        self._shared, self._client = shared, shared.client
-        return shared.client
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        shared, client = self._shared, self._client
-        shared.holders -= 1
-        if shared.holders == 0 and shared.client is client:
-            shared.client = None
-            await client.aclose()
-
-
-def _new_async_client() -> httpx.AsyncClient:
-    client = httpx.AsyncClient(
-        verify=_default_ssl_context(),
-        limits=httpx.Limits(
-            max_connections=ASYNC_MAX_CONNECTIONS,
-            max_keepalive_connections=ASYNC_MAX_CONNECTIONS,
-            keepalive_expiry=ASYNC_KEEPALIVE_SECONDS,
-        ),
-        follow_redirects=False,
-    )
-    _use_lean_pool(client)
-    return client
-
-
-@functools.lru_cache(maxsize=1)
-def _default_ssl_context() -> ssl.SSLContext:
-    """
-    httpx's default verifying TLS context, built once per process and shared by every client: building
-    one loads the CA bundle, about 30 ms of CPU, which each new hook's client paid (twice per deferred
-    task: ``execute`` and ``execute_complete``).
-    """
-    return httpx.create_ssl_context()
-
-
-def _direct_pool(client: httpx.AsyncClient) -> LeanConnectionPool | None:
-    """
-    The client's :class:`LeanConnectionPool` when the hook may call it directly: no proxy is configured in
-    the environment (httpx would route through a proxy transport then, so the hook goes through httpx).
-    """
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    if not isinstance(pool, LeanConnectionPool) or _environment_has_proxies():
-        return None
-    return pool
-
-
-@functools.lru_cache(maxsize=1)
-def _environment_has_proxies() -> bool:
-    return bool(urllib.request.getproxies())
-
-
-def _use_lean_pool(client: httpx.AsyncClient) -> None:
-    """
-    Put :class:`LeanConnectionPool` under the client's default transport.
-
-    httpx's own pool (httpcore) rescans every connection and every queued request on each request and
-    each response, and checks idle sockets with a system call each time: with hundreds of polls per second
-    that was most of a poll's CPU (see docs/benchmarks.md). httpx still builds the requests, maps the
-    errors and applies proxies from the environment (those are separate mounts, left as they are). If
-    httpx's internals are not what this expects, the client keeps its own pool.
-    """
-    transport = getattr(client, "_transport", None)
-    pool = getattr(transport, "_pool", None)
-    if isinstance(transport, httpx.AsyncHTTPTransport) and isinstance(pool, httpcore.AsyncConnectionPool):
-        ssl_context = getattr(pool, "_ssl_context", None) or httpx.create_ssl_context()
-        transport._pool = LeanConnectionPool(  # type: ignore[assignment]
-            ssl_context=ssl_context,
-            max_connections=ASYNC_MAX_CONNECTIONS,
-            keepalive_expiry=ASYNC_KEEPALIVE_SECONDS,
-        )
-
-
-class WorkflowRunHook(BaseHook):
-    """
-    Submit, poll and cancel workflow runs on Dify, GPTBots or chenyu.cn, returning normalized runs.
-
-    :param conn_id: A connection of type ``dify``, ``gptbots`` or ``chenyu``.
-    :param timeout: Seconds to wait for the platform on each request (connect, read and write).
-    :param retry_limit: Attempts per call, the first included.
-    :param retry_delay: Base of the exponential backoff, in seconds.
-    :param retry_max_seconds: Give up retrying once this much time has passed since the first attempt.
-    :param retry_after_cap: Never wait longer than this for a ``Retry-After`` hint.
-    """
-
-    conn_name_attr = "conn_id"
-    default_conn_name = "wfrun_default"
-    conn_type = "wfrun"
-    hook_name = "AI workflow run"
-
-    def __init__(
-        self,
-        conn_id: str = default_conn_name,
-        *,
-        timeout: float = 30.0,
-        retry_limit: int = 5,
-        retry_delay: float = 1.0,
-        retry_max_seconds: float = 120.0,
-        retry_after_cap: float = 60.0,
-    ) -> None:
-        super().__init__()
-        if timeout <= 0 or retry_limit < 1 or retry_delay < 0 or retry_max_seconds <= 0:
-            raise InvalidInputError(
-                "timeout and retry_max_seconds must be positive, retry_limit at least 1, retry_delay >= 0"
-            )
-        self.conn_id = conn_id
-        self.timeout = timeout
-        self.retry_limit = retry_limit
-        self.retry_delay = retry_delay
-        self.retry_max_seconds = retry_max_seconds
-        self.retry_after_cap = retry_after_cap
-        self._connection: PlatformConnection | None = None
-        self._adapter: PlatformAdapter | None = None
-        self._client: httpx.Client | None = None
-        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
-        self._timeouts = httpx.Timeout(timeout).as_dict()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(conn_id={self.conn_id!r})"
-
-    # --- connection ------------------------------------------------------------------------------
-    def get_platform_connection(self) -> PlatformConnection:
-        if self._connection is None:
-            with _connection_lookup(self.conn_id):
-                conn = self.get_connection(self.conn_id)
-            self._set_connection(platform_connection(conn))
-        assert self._connection is not None
-        return self._connection
-
-    async def aget_platform_connection(self) -> PlatformConnection:
-        """Resolve the connection without blocking the event loop (the triggerer's rule)."""
-        if self._connection is None:
-            with _connection_lookup(self.conn_id):
-                conn = await get_async_connection(self.conn_id, hook=self)
-            self._set_connection(platform_connection(conn))
-        assert self._connection is not None
-        return self._connection
-
-    def _set_connection(self, connection: PlatformConnection) -> None:
-        self._connection = connection
-        self._adapter = get_adapter(connection.platform, connection.extra)
-
-    @property
-    def adapter(self) -> PlatformAdapter:
-        """The platform adapter; resolves the connection synchronously if not done yet."""
-        if self._adapter is None:
-            self.get_platform_connection()
-        assert self._adapter is not None
-        return self._adapter
-
-    def get_conn(self) -> httpx.Client:
-        """The hook's sync HTTP client, created once."""
-        if self._client is None:
-            self._client = httpx.Client(
-                timeout=self.timeout, follow_redirects=False, verify=_default_ssl_context()
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def run_url(self, run_id: str, workflow_id: str | None = None) -> str:
         connection = self.get_platform_connection()
@@ -381,8 +56,13 @@ class WorkflowRunHook(BaseHook):
         """Start a run and return it as soon as the platform has given it an id."""
         self.get_platform_connection()
         request = self._submit_request(inputs, workflow_id, idempotency_key)
-        retrying = self._retrying(Retrying, replay_safe=self.adapter.idempotent_submit, action="submit")
-        run = retrying(self._send_submit, request)
+        run = self.retry_policy.call(
+            self._send_submit,
+            request,
+            replay_safe=self.adapter.idempotent_submit,
+            action=f"{self.adapter.display_name} submit",
+            log=self.log,
+        )
         self.log.info("Submitted %s run %s", self.adapter.display_name, run.run_id)
         return run
 
@@ -390,20 +70,22 @@ class WorkflowRunHook(BaseHook):
         """The run's current state; a terminal run includes its settlement where the platform has one."""
         self.get_platform_connection()
         self._check_run_id(run_id)
-        run = self.adapter.parse_run(self._call(self.adapter.get_request(run_id), run_id), run_id=run_id)
+        run = self._parse_run(self._call(self.adapter.get_request(run_id), run_id), run_id)
         return self.settle(run) if run.is_terminal else run
 
     def settle(self, run: WorkflowRun) -> WorkflowRun:
         """
-        A terminal run with its settlement (chenyu's billing) and its URL. Billing enriches a result and
-        never decides it: when the call fails or cannot be read, the run comes back as it was, without
-        settlement, and the log says why.
+        A terminal run with its settlement (billing, where the platform has a second call for it) and its
+        URL. That call enriches a result and never decides it: if it fails or cannot be read, the run comes
+        back as it was, with ``settlement`` None, and the log says why.
         """
-        settlement = self.adapter.settlement_request(run)
-        if settlement is not None:
-            with self._secondary_call(run, settlement):
-                run = self.adapter.apply_settlement(run, self._call(settlement, run.run_id))
-        return self.adapter.with_run_url(run, base_url=self.get_platform_connection().base_url)
+        request = self.adapter.settlement_request(run)
+        if request is not None:
+            try:
+                run = self._settled(run, self._call(request, run.run_id))
+            except WorkflowRunError as exc:
+                self._unsettled(run, request, exc)
+        return self._with_url(run)
 
     def cancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         """Ask the platform to stop the run and return its state; ``NotSupportedError`` where it cannot."""
@@ -433,7 +115,13 @@ class WorkflowRunHook(BaseHook):
         await self.aget_platform_connection()
         request = self._submit_request(inputs, workflow_id, idempotency_key)
         async with shared_async_client():
-            run = await self._aretry("submit", self.adapter.idempotent_submit, self._asend_submit, request)
+            run = await self.retry_policy.acall(
+                self._asend_submit,
+                request,
+                replay_safe=self.adapter.idempotent_submit,
+                action=f"{self.adapter.display_name} submit",
+                log=self.log,
+            )
         self.log.info("Submitted %s run %s", self.adapter.display_name, run.run_id)
         return run
 
@@ -441,31 +129,18 @@ class WorkflowRunHook(BaseHook):
         await self.aget_platform_connection()
         self._check_run_id(run_id)
         async with shared_async_client():  # a settlement call reuses the poll's connection
-            payload = await self._acall(self.adapter.get_request(run_id), run_id)
-            run = self.adapter.parse_run(payload, run_id=run_id)
-            settlement = self.adapter.settlement_request(run)
-            if settlement is not None:
-                with self._secondary_call(run, settlement):
-                    run = self.adapter.apply_settlement(run, await self._acall(settlement, run_id))
-        if not run.is_terminal:
-            return run
-        return self.adapter.with_run_url(run, base_url=(await self.aget_platform_connection()).base_url)
+            run = self._parse_run(await self._acall(self.adapter.get_request(run_id), run_id), run_id)
+            return await self.asettle(run) if run.is_terminal else run
 
-    @contextmanager
-    def _secondary_call(self, run: WorkflowRun, request: ApiRequest) -> Iterator[None]:
-        """A call that only enriches a run (billing): its failure is logged, and the run stands without it."""
-        try:
-            yield
-        except WorkflowRunError as exc:
-            self.log.warning(
-                "%s run %s is %s, but %s failed, so the run is reported without its settlement (the "
-                "costs are those of the run's status): %s",
-                self.adapter.display_name,
-                run.run_id,
-                run.status.value,
-                request.path,
-                exc,
-            )
+    async def asettle(self, run: WorkflowRun) -> WorkflowRun:
+        """The async twin of :meth:`settle`."""
+        request = self.adapter.settlement_request(run)
+        if request is not None:
+            try:
+                run = self._settled(run, await self._acall(request, run.run_id))
+            except WorkflowRunError as exc:
+                self._unsettled(run, request, exc)
+        return self._with_url(run)
 
     async def acancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         await self.aget_platform_connection()
@@ -495,170 +170,104 @@ class WorkflowRunHook(BaseHook):
             )
         self.adapter.check_run_id(run_id)
 
-    def _call(self, request: ApiRequest, run_id: str | None) -> Any:
-        return self._retrying(Retrying, replay_safe=True, action=request.path)(self._send, request, run_id)
-
-    async def _acall(self, request: ApiRequest, run_id: str | None) -> Any:
-        return await self._aretry(request.path, True, self._asend, request, run_id)
-
-    async def _aretry(
-        self, action: str, replay_safe: bool, send: Callable[..., Awaitable[_T]], *args: Any
-    ) -> _T:
-        """
-        The async twin of :meth:`_retrying`: the same tenacity policy, attempts, waits and logs.
-
-        The first attempt runs before tenacity is set up: a triggerer makes hundreds of polls a second and
-        nearly all succeed at once, while setting up tenacity's attempt loop cost each poll about a third
-        of its CPU (docs/benchmarks.md). A first attempt that fails is handed to the policy as its attempt
-        1, so what follows (waits, logs, stop rules, counted from the first attempt's start) is unchanged.
-        """
-        started = time.monotonic()
-        try:
-            return await send(*args)
-        except Exception as exc:
-            if not _is_retryable(exc, replay_safe=replay_safe) or self.retry_limit < 2:
-                raise
-            first_failure: Exception | None = exc
-
-        async def attempt(*call_args: Any) -> _T:
-            nonlocal first_failure
-            if first_failure is not None:
-                failure, first_failure = first_failure, None
-                raise failure
-            return await send(*call_args)
-
-        retrying = self._retrying(AsyncRetrying, replay_safe=replay_safe, action=action, started=started)
-        return await retrying(attempt, *args)
-
-    def _send(self, request: ApiRequest, run_id: str | None) -> Any:
-        connection = self.get_platform_connection()
-        with self._transport_errors(run_id):
-            response = self.get_conn().request(
-                request.method,
-                connection.base_url + request.path,
-                params=request.params,
-                json=request.json,
-                headers=connection.headers,
-                timeout=self.timeout,
+    def _parse_run(self, payload: Any, run_id: str) -> WorkflowRun:
+        """The run an answer describes, which must be the run asked about (never a stale answer's)."""
+        with self.platform_errors(run_id):
+            run = self.adapter.parse_run(payload, run_id=run_id)
+        if run.run_id != run_id:
+            raise InvalidResponseError(
+                f"asked for run {run_id!r}, the platform answered about run {run.run_id!r}; the answer "
+                "was not used",
+                platform=self.adapter.name,
+                run_id=run_id,
+                field="run_id",
             )
-        return self._decode(response.status_code, response.headers, response.content, run_id)
+        return run
 
-    async def _asend(self, request: ApiRequest, run_id: str | None) -> Any:
-        async with shared_async_client() as client:
-            pool = _direct_pool(client)
-            with self._transport_errors(run_id):
-                if pool is None:
-                    response = await client.send(self._http_request(request))
-                    return self._decode(response.status_code, response.headers, response.content, run_id)
-                status, raw_headers, content = await self._fetch(pool, request)
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
-        return self._decode(status, headers, _decoded_body(headers, content), run_id)
+    def _parse_submit(self, payload: Any) -> WorkflowRun:
+        with self.platform_errors(None):
+            return self.adapter.parse_submit(payload)
 
-    async def _fetch(
-        self, pool: LeanConnectionPool, request: ApiRequest
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """
-        The direct path: the bytes of a small JSON call, straight through the shared pool. httpx's request
-        and response objects, cookie jar and event hooks cost a poll more than the pool and the parsing
-        together; the API calls need none of them. Transport errors come out as httpx's.
-        """
-        url = self._url(request)
-        connection = self._connection
-        assert connection is not None
-        headers = list(connection.direct_headers)
-        headers.append((b"Host", url.netloc))
-        body = b""
-        if request.json is not None:
-            body = json.dumps(request.json, ensure_ascii=False, separators=(",", ":")).encode()
-            headers.append((b"Content-Type", b"application/json"))
-            headers.append((b"Content-Length", str(len(body)).encode()))
-        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
-        try:
-            return await pool.fetch(
-                origin, request.method.encode(), url.raw_path, headers, body, self._timeouts
-            )
-        except httpcore.UnsupportedProtocol as exc:
-            raise httpx.UnsupportedProtocol(str(exc)) from exc
-        except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            raise _HTTPX_ERRORS.get(type(exc), httpx.TransportError)(str(exc)) from exc
+    def _settled(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
+        with self.platform_errors(run.run_id):
+            return self.adapter.apply_settlement(run, payload)
 
-    def _url(self, request: ApiRequest) -> httpx.URL:
-        """The request's URL, parsed once per hook (a trigger polls the same URL for hours)."""
-        connection = self._connection
-        assert connection is not None
-        key = (request.path, tuple(request.params.items()) if request.params else ())
-        url = self._urls.get(key)
-        if url is None:
-            url = httpx.URL(connection.base_url + request.path, params=request.params)
-            if len(self._urls) < 4:
-                self._urls[key] = url
-        return url
-
-    def _http_request(self, request: ApiRequest) -> httpx.Request:
-        """The request for httpx (when a proxy is configured), without ``client.request()``'s merging."""
-        connection = self._connection
-        assert connection is not None
-        return httpx.Request(
-            request.method,
-            self._url(request),
-            json=request.json,
-            headers=connection.async_headers,
-            extensions={"timeout": self._timeouts},
+    def _unsettled(self, run: WorkflowRun, request: ApiRequest, exc: WorkflowRunError) -> None:
+        self.log.warning(
+            "%s run %s is %s, but %s failed, so the run is reported without its settlement (the costs are "
+            "those of the run's status): %s",
+            self.adapter.display_name,
+            run.run_id,
+            run.status.value,
+            request.path,
+            exc,
         )
+
+    def _with_url(self, run: WorkflowRun) -> WorkflowRun:
+        connection = self._connection
+        assert connection is not None
+        return self.adapter.with_run_url(run, base_url=connection.base_url)
 
     def _send_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
-            return self.adapter.parse_submit(self._send(request, None))
-        self.get_platform_connection()
-        method, url, options = self._stream_request(request)
-        with (
-            self._transport_errors(None),
-            connect_sse(self.get_conn(), method, url, **options) as source,
-        ):
-            if not _is_event_stream(source.response):
-                source.response.read()
-                return self.adapter.parse_submit(self._decode_response(source.response))
-            for event in source.iter_sse():
-                run = self._read_event(event.data)
-                if run is not None:
-                    return run
-        raise self._stream_ended()
+            return self._parse_submit(self._send(request, None))
+        connection = self.get_platform_connection()
+        outgoing = Outgoing(request.method, request.url(connection.base_url), **self._content(request))
+        with self._sync_transport().events(outgoing, self.bounds, self._where(None)) as stream:
+            if not stream.is_event_stream:
+                return self._parse_submit(self._decode(stream.reply(), None))
+            return self._first_run(stream.events())
 
     async def _asend_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
-            return self.adapter.parse_submit(await self._asend(request, None))
-        method, url, options = self._stream_request(request)
-        with self._transport_errors(None):
-            async with (
-                shared_async_client() as client,
-                aconnect_sse(client, method, url, **options) as source,
-            ):
-                if not _is_event_stream(source.response):
-                    await source.response.aread()
-                    return self.adapter.parse_submit(self._decode_response(source.response))
-                async for event in source.aiter_sse():
-                    run = self._read_event(event.data)
-                    if run is not None:
-                        return run
-        raise self._stream_ended()
+            return self._parse_submit(await self._asend(request, None))
+        try:
+            return await asyncio.wait_for(self._astream_submit(request), self.timeout)
+        except asyncio.TimeoutError:
+            raise deadline_error(self._where(None), self.bounds) from None
 
-    def _stream_request(self, request: ApiRequest) -> tuple[str, str, dict[str, Any]]:
-        """Method, URL and options of a streamed submit (Dify), for httpx-sse on either path."""
+    async def _astream_submit(self, request: ApiRequest) -> WorkflowRun:
         connection = self._connection
         assert connection is not None
-        options = {"json": request.json, "headers": connection.headers, "timeout": self.timeout}
-        return request.method, connection.base_url + request.path, options
+        outgoing = Outgoing(request.method, request.url(connection.base_url), **self._content(request))
+        async with aevents(connection.http, outgoing, self.bounds, self._where(None)) as stream:
+            if not stream.is_event_stream:
+                return self._parse_submit(self._decode(await stream.areply(), None))
+            return await self._afirst_run(stream)
+
+    def _first_run(self, events: Iterator[str]) -> WorkflowRun:
+        """Read a streamed submit until an event names the run (Dify: ``workflow_started``)."""
+        for count, data in enumerate(events, 1):
+            run = self._read_event(data)
+            if run is not None:
+                return run
+            if count >= MAX_EVENTS_BEFORE_START:
+                break
+        raise self._stream_ended()
+
+    async def _afirst_run(self, stream: EventStream) -> WorkflowRun:
+        events: AsyncIterator[str] = stream.aevents()
+        count = 0
+        async for data in events:
+            run = self._read_event(data)
+            if run is not None:
+                return run
+            count += 1
+            if count >= MAX_EVENTS_BEFORE_START:
+                break
+        raise self._stream_ended()
 
     def _read_event(self, data: str) -> WorkflowRun | None:
         if not data:
             return None
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            raise InvalidResponseError(
-                "the run's event stream carried an event that is not JSON", platform=self.adapter.name
-            ) from None
-        return self.adapter.read_submit_event(payload)
+        with self.platform_errors(None):
+            try:
+                payload = json.loads(data)
+            except (ValueError, RecursionError):
+                raise InvalidResponseError(
+                    "the run's event stream carried an event that is not JSON", platform=self.adapter.name
+                ) from None
+            return self.adapter.read_submit_event(payload)
 
     def _stream_ended(self) -> InvalidResponseError:
         return InvalidResponseError(
@@ -668,167 +277,44 @@ class WorkflowRunHook(BaseHook):
             field="workflow_started",
         )
 
-    def _decode_response(self, response: httpx.Response) -> Any:
-        return self._decode(response.status_code, response.headers, response.content, None)
 
-    def _decode(self, status: int, headers: Mapping[str, str], content: bytes, run_id: str | None) -> Any:
-        """Body bytes to JSON, then to a typed error if the platform says it is one."""
-        retry_after = parse_retry_after(headers.get("retry-after"), cap=self.retry_after_cap)
-        try:
-            payload = json.loads(content) if content else None
-        except ValueError:
-            if status >= 400:
-                kind = headers.get("content-type", "unknown").split(";")[0]
-                self.adapter.raise_for_error(
-                    status,
-                    None,
-                    run_id=run_id,
-                    retry_after=retry_after,
-                    fallback=f"HTTP {status}, {kind} body",
-                )
-            raise InvalidResponseError(
-                f"HTTP {status} with a body that is not JSON ({len(content)} bytes; malformed or truncated)",
-                platform=self.adapter.name,
-                run_id=run_id,
-                field="<body>",
-            ) from None
-        self.adapter.raise_for_error(status, payload, run_id=run_id, retry_after=retry_after)
-        return payload
-
-    def _transport_errors(self, run_id: str | None) -> _TransportErrors:
-        return _TransportErrors(self.adapter.name, run_id)
-
-    def _retrying(
-        self, retrying_class: type[Any], *, replay_safe: bool, action: str, started: float | None = None
-    ) -> Any:
-        first_attempt_at = time.monotonic() if started is None else started
-
-        def should_retry(exc: BaseException) -> bool:
-            return _is_retryable(exc, replay_safe=replay_safe)
-
-        def out_of_time(state: RetryCallState) -> bool:
-            return time.monotonic() - first_attempt_at >= self.retry_max_seconds
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            self.log.warning(
-                "%s %s failed (%s); retrying in %.1f s (attempt %d of %d)",
-                self.adapter.display_name,
-                action,
-                exc,
-                state.upcoming_sleep,
-                state.attempt_number + 1,
-                self.retry_limit,
-            )
-
-        return retrying_class(
-            stop=stop_after_attempt(self.retry_limit) | out_of_time,
-            wait=self._wait,
-            retry=retry_if_exception(should_retry),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Seconds before the next attempt: the platform's Retry-After, else backoff with jitter."""
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            return exc.retry_after
-        backoff: Callable[[RetryCallState], float] = wait_random_exponential(
-            multiplier=self.retry_delay, max=max(self.retry_delay, self.retry_after_cap)
-        )
-        return backoff(state)
+# --- one registered hook class per connection type -------------------------------------------------
+def _hook_class_name(adapter_class: type[PlatformAdapter]) -> str:
+    return f"{adapter_class.__name__.removesuffix('Adapter')}Hook"
 
 
-#: httpcore's errors (the direct path) as httpx's, which the rest of the hook speaks.
-_HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
-    httpcore.ConnectTimeout: httpx.ConnectTimeout,
-    httpcore.ReadTimeout: httpx.ReadTimeout,
-    httpcore.WriteTimeout: httpx.WriteTimeout,
-    httpcore.PoolTimeout: httpx.PoolTimeout,
-    httpcore.ConnectError: httpx.ConnectError,
-    httpcore.ReadError: httpx.ReadError,
-    httpcore.WriteError: httpx.WriteError,
-    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
-    httpcore.LocalProtocolError: httpx.LocalProtocolError,
-}
-
-
-def _decoded_body(headers: Mapping[str, str], content: bytes) -> bytes:
-    """The body without its content coding (the direct path asks for none; a server may still send one)."""
-    coding = headers.get("content-encoding", "identity").strip().lower()
-    if coding in ("", "identity") or not content:
-        return content
-    try:
-        if coding in ("gzip", "x-gzip"):
-            return zlib.decompress(content, 16 + zlib.MAX_WBITS)
-        if coding == "deflate":
-            try:
-                return zlib.decompress(content)
-            except zlib.error:
-                return zlib.decompress(content, -zlib.MAX_WBITS)
-    except zlib.error:
-        return content  # reported as a body that is not JSON
-    return content
-
-
-class _TransportErrors:
-    """Turns httpx transport failures into :class:`WorkflowRunConnectionError`, noting if a request left."""
-
-    def __init__(self, platform: str, run_id: str | None) -> None:
-        self.platform = platform
-        self.run_id = run_id
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, httpx.TransportError):
-            kind = type(exc).__name__
-            error = WorkflowRunConnectionError(
-                f"could not complete the request ({kind}: {str(exc) or 'no detail'})",
-                platform=self.platform,
-                run_id=self.run_id,
-            )
-            error.request_sent = not isinstance(exc, _NOT_SENT)
-            raise error from exc
-        return None
-
-
-def _is_retryable(exc: BaseException, *, replay_safe: bool) -> bool:
-    if isinstance(exc, RateLimitedError):
-        return True
-    if isinstance(exc, WorkflowRunConnectionError):
-        return replay_safe or not exc.request_sent
-    if isinstance(exc, PlatformError):
-        return replay_safe and exc.is_transient
-    if isinstance(exc, InvalidResponseError):
-        return replay_safe and exc.field == "<body>"
-    return False
-
-
-def _is_event_stream(response: httpx.Response) -> bool:
-    return response.headers.get("content-type", "").startswith("text/event-stream")
-
-
-def _platform_hook(adapter_class: type[PlatformAdapter]) -> type[WorkflowRunHook]:
-    """The hook Airflow registers for one connection type (ProvidersManager wants one class per type)."""
-    name = f"{adapter_class.__name__.removesuffix('Adapter')}Hook"
-    return type(
-        name,
-        (WorkflowRunHook,),
-        {
-            "conn_type": adapter_class.name,
-            "hook_name": adapter_class.display_name,
-            "__module__": __name__,
-            "__qualname__": name,
-            "__doc__": f":class:`WorkflowRunHook` registered for ``{adapter_class.name}`` connections.",
-        },
-    )
+def platform_hook(adapter_class: type[PlatformAdapter]) -> type[WorkflowRunHook]:
+    """
+    The hook Airflow registers for one connection type: ProvidersManager wants one class per type, whose
+    ``conn_type`` and ``hook_name`` are that platform's.
+    """
+    name = _hook_class_name(adapter_class)
+    namespace: dict[str, Any] = {
+        "conn_type": adapter_class.name,
+        "hook_name": adapter_class.display_name,
+        # Airflow 3.1 reads the connection form from the class's own __dict__ (3.2+: provider info).
+        **form_of(adapter_class).hook_methods(),
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f":class:`WorkflowRunHook` registered for ``{adapter_class.name}`` connections.",
+    }
+    return type(name, (WorkflowRunHook,), namespace)
 
 
 #: Connection type -> its registered hook class: ``DifyHook``, ``GptbotsHook``, ``ChenyuHook``...
 PLATFORM_HOOKS: dict[str, type[WorkflowRunHook]] = {
-    conn_type: _platform_hook(adapter_class) for conn_type, adapter_class in adapter_classes().items()
+    conn_type: platform_hook(adapter_class) for conn_type, adapter_class in adapter_classes().items()
 }
-globals().update({hook.__name__: hook for hook in PLATFORM_HOOKS.values()})
+_HOOKS_BY_NAME = {hook.__name__: hook for hook in PLATFORM_HOOKS.values()}
+
+
+def __getattr__(name: str) -> type[WorkflowRunHook]:
+    """``from ...hooks.workflow_run import DifyHook`` (and Airflow's import of it by name), PEP 562."""
+    try:
+        return _HOOKS_BY_NAME[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOOKS_BY_NAME])

@@ -27,20 +27,18 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import (
     BaseOperator,
     BaseOperatorLink,
-    ResumableJobMixin,
     XCom,
     conf,
 )
 
-from airflow_provider_wfrun.completion import (
-    DEFAULT_MAX_OUTPUT_BYTES,
+from airflow_provider_wfrun._compat import ResumableJobMixin
+from airflow_provider_wfrun.checks import (
     StrictTemplateFieldsMixin,
-    check_event,
     check_flags,
     check_hook_params,
     check_inputs,
@@ -48,12 +46,8 @@ from airflow_provider_wfrun.completion import (
     check_rendered_ids,
     check_run_url_template,
     check_workflow_id,
-    is_timeout,
     positive_seconds,
-    raise_if_error,
     resolve_connection,
-    result_of,
-    summary,
 )
 from airflow_provider_wfrun.exceptions import (
     InvalidInputError,
@@ -66,11 +60,19 @@ from airflow_provider_wfrun.exceptions import (
 )
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.models import RunStatus, WorkflowRun
+from airflow_provider_wfrun.results import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    check_event,
+    is_timeout,
+    raise_if_error,
+    result_of,
+    summary,
+)
 from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger, next_poll_delay
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-    from airflow.sdk.definitions.taskinstancekey import TaskInstanceKey
+    from airflow.sdk.types import TaskInstanceKey
 
 XCOM_RUN_ID = "run_id"
 XCOM_RUN_URL = "run_url"
@@ -201,7 +203,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         adapter = self.hook.adapter
         # Adapters are pure: building the request checks what the platform needs (chenyu's workflow_id,
         # GPTBots' lack of one) without sending anything.
-        adapter.submit_request(self.inputs, workflow_id=self.workflow_id, idempotency_key="check-only")
+        adapter.submit_request(self._inputs, workflow_id=self.workflow_id, idempotency_key="check-only")
         check_run_url_template(self.hook, self.workflow_id)
         stored = self._stored_handle(context)
         if stored and stored.get("run_id"):
@@ -222,7 +224,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         generation = self._generation(context)
         try:
             run = self.hook.submit_run(
-                self.inputs,
+                self._inputs,
                 workflow_id=self.workflow_id or None,
                 idempotency_key=self._idempotency_key(context, generation),
             )
@@ -315,6 +317,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
     def _wait_in_worker(self) -> None:
         handle = self._require_handle()
         last_status = None
+        started = time.monotonic()
         while True:
             run = self.hook.get_run(handle["run_id"])
             if run.status is not last_status:
@@ -327,9 +330,13 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
             remaining = handle["end_time"] - time.time()
             if remaining <= 0:
                 self._give_up_at_deadline()
-            time.sleep(
-                min(next_poll_delay(run, poll_interval=self.poll_interval, max_poll_interval=300), remaining)
+            delay = next_poll_delay(
+                run,
+                poll_interval=self.poll_interval,
+                max_poll_interval=300,
+                waited=time.monotonic() - started,
             )
+            time.sleep(min(delay, remaining))
 
     def on_kill(self) -> None:
         """Worker-side kill (non-deferrable mode): cancel the run, best effort."""
@@ -377,6 +384,11 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         ti = context["ti"]
         ti.xcom_push(key=XCOM_RUN_ID, value=handle["run_id"])
         ti.xcom_push(key=XCOM_RUN_URL, value=self.hook.run_url(handle["run_id"], self.workflow_id or None))
+
+    @property
+    def _inputs(self) -> Mapping[str, Any]:
+        """``inputs`` once rendered and checked (``check_inputs``): a mapping, whatever its template was."""
+        return cast("Mapping[str, Any]", self.inputs)
 
     def _require_handle(self) -> dict[str, Any]:
         if self._handle is None:

@@ -16,7 +16,7 @@ import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -32,6 +32,7 @@ from pydantic import (
     WrapValidator,
 )
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -60,6 +61,10 @@ class ApiRequest:
     #: The answer is a server-sent-event stream, read only until :meth:`PlatformAdapter.read_submit_event`
     #: returns a run (Dify streaming submit).
     stream: bool = False
+    #: A multipart form instead of JSON (file uploads): plain fields, and files as
+    #: ``name -> (file name, content, media type)``.
+    form: Mapping[str, str] | None = None
+    files: Mapping[str, tuple[str, bytes, str]] | None = None
 
     def url(self, base_url: str) -> str:
         query = f"?{urlencode(self.params)}" if self.params else ""
@@ -261,7 +266,7 @@ def _instant(unit_seconds: float) -> Reader:
     epoch; other text is ISO 8601, and one without an offset is in the context's zone (UTC by default).
     """
 
-    def read(value: Any, context: Mapping[str, Any]) -> datetime:
+    def read(value: Any, context: Mapping[str, Any]) -> datetime | None:
         if isinstance(value, str) and not _looks_numeric(value):
             return from_iso(value, zone=context.get(ZONE) or timezone.utc)
         return datetime.fromtimestamp(_number(value) * unit_seconds, tz=timezone.utc)
@@ -343,11 +348,18 @@ class PlatformAdapter(ABC):
     default_timezone: ClassVar[tzinfo] = timezone.utc
     #: Platform status word -> normalized status.
     statuses: ClassVar[Mapping[str, RunStatus]]
-    #: Connection extra fields this platform reads, with a description for the connection form.
-    extra_fields: ClassVar[Mapping[str, str]] = {}
+    #: Connection extra fields this platform reads, as the connection form shows them (label, description,
+    #: ``kind`` str or bool, placeholder); ``connection_form`` builds Airflow's forms from them.
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {}
     #: What this platform's run ids look like, to catch an id meant for another platform before calling.
     run_id_pattern: ClassVar[re.Pattern[str] | None] = None
     run_id_example: ClassVar[str] = ""
+    #: Authentication: the header the key travels in and what precedes it (``Bearer`` by default; a
+    #: platform with a named key header sets ``auth_header = "X-Api-Key"`` and ``auth_prefix = ""``).
+    auth_header: ClassVar[str] = "Authorization"
+    auth_prefix: ClassVar[str] = "Bearer "
+    #: False for servers that may run without authentication (a self-hosted engine on a private network).
+    requires_api_key: ClassVar[bool] = True
 
     def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
         self.extra: Mapping[str, Any] = extra or {}
@@ -374,6 +386,11 @@ class PlatformAdapter(ABC):
                 "'Asia/Shanghai' or 'UTC', or an offset such as '+08:00'",
                 platform=self.name,
             ) from None
+
+    @classmethod
+    def auth_headers(cls, api_key: str) -> dict[str, str]:
+        """The headers that authenticate a request with ``api_key``."""
+        return {cls.auth_header: f"{cls.auth_prefix}{api_key}"}
 
     # --- requests ------------------------------------------------------------------------------
     @abstractmethod
@@ -426,7 +443,10 @@ class PlatformAdapter(ABC):
         template = self.extra.get("run_url_template")
         if template:
             return str(template).format(run_id=run_id, workflow_id=workflow_id or "")
-        return self.get_request(run_id).url(base_url)
+        request = self.get_request(run_id)
+        if request.json and not request.params:  # a POST query (GPTBots): the link carries its body
+            request = replace(request, params={key: str(value) for key, value in request.json.items()})
+        return request.url(base_url)
 
     def with_run_url(self, run: WorkflowRun, *, base_url: str) -> WorkflowRun:
         """``run`` with its :meth:`run_url`; unchanged (and logged) when the URL template cannot be filled."""
@@ -472,7 +492,9 @@ class PlatformAdapter(ABC):
                 f"the API key was rejected ({message}); check the connection's password", **where
             )
         if status_code == 404 or code in self.not_found_error_codes:
-            raise RunNotFoundError(f"not found: {message}", **where)
+            # A 404 without the platform's error body is usually the API root, not the run.
+            hint = "" if info else f"; check that the host has its version segment, like {self.default_host}"
+            raise RunNotFoundError(f"not found: {message}{hint}", **where)
         label = f"{code} (HTTP {status_code})" if code and code != str(status_code) else str(status_code)
         raise PlatformError(
             f"platform error {label}: {message}",

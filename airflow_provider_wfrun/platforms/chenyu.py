@@ -18,6 +18,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import model_validator
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
+from airflow_provider_wfrun.exceptions import InvalidResponseError
 from airflow_provider_wfrun.models import (
     RunCost,
     RunError,
@@ -142,9 +144,17 @@ class ChenyuAdapter(PlatformAdapter):
     display_name = "chenyu.cn"
     default_host = "https://www.chenyu.cn/api/open/v2"
     idempotent_submit = True
-    extra_fields = {
-        "accept_external_cost_risk": "Accept workflows that may incur external model costs (true/false)",
-        "timezone": "Zone of chenyu timestamps written without an offset (default UTC), e.g. Asia/Shanghai",
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
+        "accept_external_cost_risk": {
+            "label": "Accept external model costs",
+            "description": "Run workflows that may call paid external models",
+            "kind": "bool",
+        },
+        "timezone": {
+            "label": "Time zone of timestamps",
+            "description": "Zone of chenyu timestamps written without an offset (default UTC)",
+            "placeholder": "Asia/Shanghai",
+        },
     }
     requires_workflow_id = True
     auth_error_codes = frozenset({"401", "403"})
@@ -259,6 +269,14 @@ class ChenyuAdapter(PlatformAdapter):
         """
         data = self._data(payload, run_id=run.run_id)
         info = self.validate(_Info, data, run_id=run.run_id, at="data", essential=_SETTLEMENT_AMOUNTS)
+        if info.run_order_id is not None and info.run_order_id != run.run_id:
+            raise InvalidResponseError(
+                f"asked for the settlement of run {run.run_id!r}, the platform answered about run "
+                f"{info.run_order_id!r}; the answer was not used",
+                platform=self.name,
+                run_id=run.run_id,
+                field="data.run_order_id",
+            )
         currency = info.quote_currency or CURRENCY
         update: dict[str, Any] = {
             "cost": run.cost.model_copy(
@@ -329,7 +347,7 @@ def _log_entry(line: _Log) -> RunLogEntry:
 
 def _run_error(status: RunStatus, error: _Error | None) -> RunError | None:
     reason = error and (error.reason or error.message)
-    if reason:
+    if error is not None and reason:
         return RunError(reason=reason, detail=error.detail, code=error.engine_code or error.code)
     if status is RunStatus.FAILED:
         return RunError(reason="chenyu reported the run failed without a reason")

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.models import RunCost, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
     ApiRequest,
@@ -72,7 +73,9 @@ class DifyAdapter(PlatformAdapter):
     display_name = "Dify"
     default_host = "https://api.dify.ai/v1"
     supports_cancel = True
-    extra_fields = {"user": "End-user id Dify scopes runs to (default: airflow)"}
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
+        "user": {"label": "End-user id", "description": "Dify scopes runs to it", "placeholder": "airflow"}
+    }
     auth_error_codes = frozenset({"unauthorized", "forbidden"})
     not_found_error_codes = frozenset({"not_found"})
     quota_error_codes = frozenset({"rate_limit_error"})

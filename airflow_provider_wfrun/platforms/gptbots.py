@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.models import RunCost, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
     Amount,
@@ -54,7 +55,9 @@ class GptbotsAdapter(PlatformAdapter):
     display_name = "GPTBots"
     default_host = "https://api-sg.gptbots.ai/v1"
     auth_error_codes = frozenset({"40127"})
-    extra_fields = {"user_id": "userId sent with each run (optional)"}
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
+        "user_id": {"label": "User id", "description": "userId sent with each run (optional)"}
+    }
     statuses: ClassVar[Mapping[str, RunStatus]] = {
         "PENDING": RunStatus.QUEUED,
         "RUNNING": RunStatus.RUNNING,

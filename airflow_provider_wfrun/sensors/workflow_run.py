@@ -14,22 +14,24 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_wfrun.completion import (
-    DEFAULT_MAX_OUTPUT_BYTES,
+from airflow_provider_wfrun.checks import (
     StrictTemplateFieldsMixin,
-    check_event,
     check_flags,
     check_hook_params,
     check_max_output_bytes,
     check_rendered_ids,
-    is_timeout,
     positive_seconds,
-    raise_if_error,
     resolve_connection,
+)
+from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
+from airflow_provider_wfrun.results import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    check_event,
+    is_timeout,
+    raise_if_error,
     result_of,
     summary,
 )
-from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
 
 if TYPE_CHECKING:

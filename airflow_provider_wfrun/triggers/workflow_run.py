@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_wfrun.checks import finite_number, non_empty_string, positive_int, positive_seconds
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -150,12 +151,21 @@ class WorkflowRunTrigger(BaseTrigger):
         hook = self._hook()
         failures = 0
         started = time.monotonic()
+        run: WorkflowRun | None
         while True:
+            remaining = self.end_time - time.time()
             try:
-                run = await hook.aget_run(self.run_id)
+                # The run's deadline bounds each poll too: a slow platform cannot hold the trigger past it.
+                polled = await asyncio.wait_for(hook.aget_run(self.run_id), timeout=max(remaining, 0.001))
+            except asyncio.TimeoutError:
+                return self._timeout_event()
             except _FATAL_POLL_ERRORS as exc:
                 return self._error_event(exc)
-            except WorkflowRunError as exc:
+            except Exception as exc:
+                if not isinstance(exc, WorkflowRunError):
+                    # Not a failure the hook knows; it counts against the budget like one, never a crash.
+                    self.log.exception("Poll failed unexpectedly")
+                    exc = WorkflowRunError(f"unexpected {type(exc).__name__} while polling: {exc}")
                 failures += 1
                 if failures >= self.max_consecutive_failures:
                     return self._error_event(exc, after=failures)
@@ -165,12 +175,13 @@ class WorkflowRunTrigger(BaseTrigger):
                 run = None
             else:
                 failures = 0
-                self._report(run)
-                if run.is_terminal:
-                    return self._event(run.status.value, _terminal_message(run))
+                self._report(polled)
+                if polled.is_terminal:
+                    return self._event(polled.status.value, _terminal_message(polled))
+                run = polled
             remaining = self.end_time - time.time()
             if remaining <= 0:
-                return self._event(TIMEOUT, "the run did not finish before the deadline", error_type=TIMEOUT)
+                return self._timeout_event()
             delay = self._next_delay(run, elapsed=time.monotonic() - started, remaining=remaining)
             # Nothing of this poll outlives it: a parsed run kept through the sleep would be promoted to the
             # garbage collector's oldest generation by the thousand and make its full passes frequent.
@@ -199,21 +210,25 @@ class WorkflowRunTrigger(BaseTrigger):
 
     def _report(self, run: WorkflowRun) -> None:
         """Log what a user follows (status, queue, progress in 10% steps, new log lines), each change once."""
-        progress_step = None if run.progress is None else int(run.progress // PROGRESS_LOG_STEP)
+        progress, eta = _finite(run.progress), _finite(run.eta_seconds)
+        progress_step = None if progress is None else int(progress // PROGRESS_LOG_STEP)
         seen = (run.status, run.platform_status, progress_step, run.queue_position)
         if seen != self._last_seen:
             self._last_seen = seen
             details = [f"status {run.platform_status or run.status.value}"]
             if run.queue_position is not None and not run.status.is_terminal and run.queue_position > 0:
                 details.append(f"queue position {run.queue_position}")
-            if run.eta_seconds:
-                details.append(f"estimated wait {run.eta_seconds:.0f} s")
-            if run.progress is not None:
-                details.append(f"progress {run.progress:.0f}%")
+            if eta:
+                details.append(f"estimated wait {eta:.0f} s")
+            if progress is not None:
+                details.append(f"progress {progress:.0f}%")
             self.log.info("%s run %s: %s", run.platform, run.run_id, ", ".join(details))
         for line in run.logs[self._log_lines_seen :]:
             self.log.info("[%s] %s", line.level or "info", line.message)
         self._log_lines_seen = max(self._log_lines_seen, len(run.logs))
+
+    def _timeout_event(self) -> TriggerEvent:
+        return self._event(TIMEOUT, "the run did not finish before the deadline", error_type=TIMEOUT)
 
     def _error_event(self, exc: WorkflowRunError, after: int | None = None) -> TriggerEvent:
         message = str(exc) if after is None else f"{after} polls in a row failed; last error: {exc}"
@@ -237,26 +252,16 @@ def _check_arguments(
     max_consecutive_failures: Any,
 ) -> None:
     """Bad arguments fail at construction, not as a tight poll loop or a crash inside ``run()``."""
-    for name, value in (("conn_id", conn_id), ("run_id", run_id)):
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidInputError(f"{name} must be a non-empty string, got {value!r}")
-    if isinstance(end_time, bool) or not isinstance(end_time, (int, float)) or not math.isfinite(end_time):
-        raise InvalidInputError(f"end_time must be a Unix timestamp (a finite number), got {end_time!r}")
-    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+    non_empty_string("conn_id", conn_id)
+    non_empty_string("run_id", run_id)
+    finite_number("end_time", end_time, what="a Unix timestamp (a finite number)")
+    positive_seconds("poll_interval", poll_interval)
+    positive_seconds("max_poll_interval", max_poll_interval)
     if max_poll_interval < poll_interval:
         raise InvalidInputError(
             f"max_poll_interval ({max_poll_interval}) must be at least poll_interval ({poll_interval})"
         )
-    if isinstance(max_consecutive_failures, bool) or not isinstance(max_consecutive_failures, int):
-        raise InvalidInputError(
-            f"max_consecutive_failures must be a whole number, got {max_consecutive_failures!r}"
-        )
-    if max_consecutive_failures < 1:
-        raise InvalidInputError(
-            f"max_consecutive_failures must be at least 1, got {max_consecutive_failures}"
-        )
+    positive_int("max_consecutive_failures", max_consecutive_failures)
 
 
 def next_poll_delay(
@@ -266,13 +271,15 @@ def next_poll_delay(
     max_poll_interval: float,
     elapsed: float | None = None,
     remaining: float | None = None,
+    waited: float | None = None,
 ) -> float:
     """
     Seconds until the next poll: the polling policy, a pure function of what the last poll said.
 
     ``elapsed`` (seconds this run has been waited for) turns on adaptive polling; without it the interval
     is ``poll_interval``, stretched to the platform's queue estimate when it gives one (the worker-side
-    wait and ``adaptive=False`` use that). Adaptive polling spends requests where they can tell something:
+    wait and ``adaptive=False`` use that; the worker passes ``waited``, the seconds since its wait began, for
+    the first-poll ramp of 3). Adaptive polling spends requests where they can tell something:
 
     1. **Queued with an estimate** (chenyu ``eta_seconds``): the run cannot end before it starts, so wait
        for the platform's estimate.
@@ -280,45 +287,59 @@ def next_poll_delay(
        clock, so no clock skew): extrapolate the rate, ``remaining = duration * (100 - p) / p``, and poll
        when it should be done. The wait is capped at the time already waited (at least ``poll_interval``),
        so a poor early estimate is corrected at the next poll rather than slept through.
-    3. **Nothing known** (Dify, GPTBots): poll every ``poll_interval`` at first, then back off to
-       :data:`BACKOFF_FRACTION` of the time waited so far. A run is never seen later than a quarter of its
-       age after it ended (nor later than ``max_poll_interval``), and an hour-long run costs tens of
-       requests, not hundreds.
+    3. **Nothing known** (Dify, GPTBots): a short run should not be seen a whole ``poll_interval`` late,
+       so the first waits ramp up, each as long as the time waited so far, from
+       :data:`PREDICTED_END_FRACTION` of ``poll_interval`` (2.5 s, 2.5 s, 5 s, then 10 s for the default);
+       then every ``poll_interval``, backing off to :data:`BACKOFF_FRACTION` of the time waited so far. A
+       run is never seen later than a quarter of its age after it ended once past the ramp (nor later than
+       ``max_poll_interval``), and an hour-long run costs tens of requests, not hundreds.
 
-    Only around a predicted end (1 and 2) do polls come closer than ``poll_interval``, down to
-    :data:`PREDICTED_END_FRACTION` of it; without a prediction the policy never polls more often than
-    asked. Every wait is capped at ``max_poll_interval`` and at ``remaining``, the time to the deadline, so
-    the trigger never sleeps past it. No clock is read here: the caller passes ``elapsed`` and ``remaining``.
+    Only around a predicted end (1 and 2) and in the first ``poll_interval`` of a wait (3) do polls come
+    closer than ``poll_interval``, never closer than :data:`PREDICTED_END_FRACTION` of it. Every wait is
+    capped at ``max_poll_interval`` and at ``remaining``, the time to the deadline, so the trigger never
+    sleeps past it. No clock is read here: the caller passes ``elapsed`` and ``remaining``.
     """
     ceiling = max(poll_interval, max_poll_interval)
+    eta = _finite(run.eta_seconds) if run is not None else None
     if elapsed is None:
-        delay = poll_interval
-        if run is not None and run.eta_seconds:
-            delay = max(poll_interval, min(run.eta_seconds, ceiling))
+        delay = poll_interval if waited is None else _first_polls(waited, poll_interval)
+        if eta:
+            delay = max(poll_interval, min(eta, ceiling))
     else:
         near_end = poll_interval * PREDICTED_END_FRACTION
-        if run is not None and run.duration_seconds:
-            elapsed = max(elapsed, run.duration_seconds)
+        running = _finite(run.duration_seconds) if run is not None else None
+        if running:
+            elapsed = max(elapsed, running)
         expected = _expected_remaining(run)
-        if run is not None and run.status is RunStatus.QUEUED and run.eta_seconds:
-            delay = min(max(run.eta_seconds, near_end), ceiling)
+        if run is not None and run.status is RunStatus.QUEUED and eta:
+            delay = min(max(eta, near_end), ceiling)
         elif expected is not None:
             delay = min(max(expected, near_end), max(poll_interval, elapsed), ceiling)
         else:
-            delay = min(max(elapsed * BACKOFF_FRACTION, poll_interval), ceiling)
+            delay = min(max(elapsed * BACKOFF_FRACTION, _first_polls(elapsed, poll_interval)), ceiling)
     if remaining is not None:
         delay = min(delay, max(remaining, 0.0))
     return delay
+
+
+def _first_polls(waited: float, poll_interval: float) -> float:
+    """Wait as long as already waited, from a fraction of ``poll_interval`` up to all of it."""
+    return min(poll_interval, max(waited, poll_interval * PREDICTED_END_FRACTION))
 
 
 def _expected_remaining(run: WorkflowRun | None) -> float | None:
     """Seconds until the run should end, extrapolated from its progress; None without a usable rate."""
     if run is None or run.status is not RunStatus.RUNNING:
         return None
-    progress, running = run.progress, run.duration_seconds
+    progress, running = _finite(run.progress), _finite(run.duration_seconds)
     if progress is None or running is None or not 0 < progress < 100 or running <= 0:
         return None
     return running * (100 - progress) / progress
+
+
+def _finite(value: float | None) -> float | None:
+    """A platform's number, if it is one a schedule can use (not NaN, not infinite)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _terminal_message(run: WorkflowRun) -> str:

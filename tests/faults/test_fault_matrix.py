@@ -74,7 +74,7 @@ SIGNATURES: dict[str, tuple[type[WorkflowRunError], str]] = {
     "503": (PlatformError, r"HTTP 503|\b503\b"),
     "504": (PlatformError, r"HTTP 504|\b504\b"),
     "reset": (WorkflowRunConnectionError, r"RemoteProtocolError|ReadError|reset|disconnected"),
-    "read-timeout": (WorkflowRunConnectionError, r"ReadTimeout|timed out"),
+    "read-timeout": (WorkflowRunConnectionError, r"within the [0-9.]+ s deadline"),
     "malformed": (InvalidResponseError, r"not JSON"),
     "html": (PlatformError, r"HTTP 502, text/html"),
     "truncated": (InvalidResponseError, r"not JSON"),

@@ -493,8 +493,7 @@ def test_unknown_run_id(
     assert error.run_id == run_id
     assert f"[{platform} run {run_id}]" in str(error)
     if platform == "gptbots":
-        # GPTBots answers HTTP 200 with an error body: its documented 40000 "Invalid parameter" (it
-        # documents no not-found answer, so the emulator no longer invents one naming the run).
+        # GPTBots documents no "not found": it answers HTTP 200 with its "Invalid parameter" error body.
         assert error.code == "40000"
         assert error.http_status == 200
         assert error.platform_message == "Invalid parameter"
@@ -761,7 +760,10 @@ def test_persistent_fault_raises_typed_error_after_the_retry_budget(
     assert error.platform == platform
     assert error.run_id == done.run_id
     assert f"[{platform} run {done.run_id}]" in str(error)
-    assert requests_sent(emulator, route) - sent == 3
+    # On the async path aiohttp sends an idempotent request (GET) once more within one attempt when the
+    # connection drops (RFC 9112, 9.3.1); every other case is one request per attempt.
+    per_attempt = 2 if api.mode == "async" and spec["kind"] == "reset" and platform != "gptbots" else 1
+    assert requests_sent(emulator, route) - sent == 3 * per_attempt
     if http_status is not None:
         assert isinstance(error, PlatformError)
         assert error.http_status == http_status
@@ -800,11 +802,15 @@ def test_connection_error_message_says_what_went_wrong(
     with pytest.raises(WorkflowRunConnectionError) as caught:
         api.get(hook, run.run_id)
 
-    # "could not complete the request (ReadTimeout: <detail>)": the task log must not show an empty detail.
-    found = re.search(r"\((\w+): (.*)\)$", str(caught.value))
+    # The task log says what happened: the deadline that passed, or the transport's error with its detail.
+    message = str(caught.value)
+    if spec["kind"] == "delay":
+        assert message.endswith("(no complete answer within the 0.1 s deadline)")
+        return
+    found = re.search(r"\((\w+): (.*)\)$", message)
     assert found is not None
-    assert found.group(1) in {"ReadError", "ReadTimeout", "RemoteProtocolError"}
-    assert found.group(2).strip(), f"empty detail in {str(caught.value)!r}"
+    assert found.group(1) in {"ReadError", "RemoteProtocolError", "ClientOSError", "ServerDisconnectedError"}
+    assert found.group(2).strip(), f"empty detail in {message!r}"
 
 
 LOST_SUBMIT_RESPONSES: dict[str, tuple[dict[str, Any], type[WorkflowRunError]]] = {
@@ -961,7 +967,7 @@ async def test_async_hooks_share_one_client_and_its_connections_per_event_loop(
         after = emulator.state.stats()
         async with shared_async_client() as inner:
             assert inner is client
-        assert not client.is_closed
+        assert not client.closed
         # Another event loop gets its own client.
         other = await asyncio.to_thread(asyncio.run, _client_of_a_new_loop())
         assert other is not client
@@ -969,7 +975,7 @@ async def test_async_hooks_share_one_client_and_its_connections_per_event_loop(
     assert sum(after["requests"].values()) - sum(before["requests"].values()) == 20
     assert after["connections"] - before["connections"] <= 2
     # The last holder left: the client closed, and the next call opens a fresh one.
-    assert client.is_closed
+    assert client.closed
     assert (await dify.aget_run(dify_run.run_id)).run_id == dify_run.run_id
 
 

@@ -210,7 +210,7 @@ def test_execution_money_is_exact_or_none(field, amount):
 )
 def test_settlement_amounts_are_exact_text_or_the_settlement_is_refused(field, text):
     adapter = get_adapter("chenyu")
-    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_314ff7d8b7a5beff1388")
     info = fixture("chenyu/info_succeeded.json")
     info["data"][field] = text
     try:

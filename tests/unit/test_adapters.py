@@ -804,7 +804,7 @@ def test_chenyu_external_cost_opt_in_refuses_other_values():
 
 def test_chenyu_settlement_fallbacks_and_refusals():
     adapter = get_adapter("chenyu")
-    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_314ff7d8b7a5beff1388")
     info = fixture("chenyu/info_succeeded.json")
     for key in ("total_cost", "compute_cost", "external_model_cost", "quote_currency"):
         del info["data"][key]
@@ -830,7 +830,7 @@ def test_chenyu_settlement_fallbacks_and_refusals():
         adapter.apply_settlement(run, empty)
     assert (raised.value.field, raised.value.run_id, raised.value.platform) == (
         "data.released_amount",
-        "wfrun_1",
+        "wfrun_314ff7d8b7a5beff1388",
         "chenyu",
     )
 
@@ -1185,7 +1185,7 @@ def test_chenyu_external_cost_refusals_in_words(word):
 
 def test_chenyu_settlement_keeps_the_runs_outputs_and_takes_the_billing_currency():
     adapter = get_adapter("chenyu")
-    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_314ff7d8b7a5beff1388")
     info = fixture("chenyu/info_succeeded.json")
     info["data"] |= {"outputs": {"other": "value"}, "quote_currency": "USD"}
     settled = adapter.apply_settlement(run, info)
@@ -1196,7 +1196,7 @@ def test_chenyu_settlement_keeps_the_runs_outputs_and_takes_the_billing_currency
     )
     with pytest.raises(InvalidResponseError) as raised:
         adapter.apply_settlement(run, ["not an envelope"])
-    assert (raised.value.run_id, raised.value.platform) == ("wfrun_1", "chenyu")
+    assert (raised.value.run_id, raised.value.platform) == ("wfrun_314ff7d8b7a5beff1388", "chenyu")
 
 
 @pytest.mark.parametrize("platform", ["chenyu", "dify", "gptbots"])
@@ -1294,7 +1294,7 @@ def test_a_log_line_without_text_and_a_settlement_without_costs():
     adapter = get_adapter("chenyu")
     payload = fixture("chenyu/execution_succeeded.json")
     payload["data"] |= {"logs": [{"level": "info"}], "total_cost": None, "compute_cost": None}
-    run = adapter.parse_run(payload, run_id="wfrun_1")
+    run = adapter.parse_run(payload, run_id="wfrun_314ff7d8b7a5beff1388")
     assert run.logs == (RunLogEntry(level="info", message=""),)
     info = fixture("chenyu/info_succeeded.json")
     for key in ("total_cost", "compute_cost"):
@@ -1330,3 +1330,13 @@ def test_dropped_log_lines_are_logged(caplog):
     assert [record.getMessage() for record in caplog.records] == [
         "chenyu run wfrun_1: field 'data.<list item>' could not be read (got list ['text']); " + KEPT
     ]
+
+
+def test_a_chenyu_settlement_about_another_run_is_refused():
+    adapter = get_adapter("chenyu")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    with pytest.raises(
+        InvalidResponseError, match="answered about run 'wfrun_314ff7d8b7a5beff1388'"
+    ) as caught:
+        adapter.apply_settlement(run, fixture("chenyu/info_succeeded.json"))
+    assert caught.value.field == "data.run_order_id"

@@ -388,7 +388,7 @@ def _detail(run: Run, now: float) -> dict[str, Any]:
 
 def _finished(run: Run, plan: list[_Node], *, stream: bool) -> dict[str, Any]:
     """``data`` of ``workflow_finished`` (stream) and of the blocking response."""
-    data = {
+    data: dict[str, Any] = {
         "id": run.run_id,
         "workflow_id": run.workflow_id,
         "status": STATUSES[run.final_phase],

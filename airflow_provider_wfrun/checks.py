@@ -1,11 +1,9 @@
 """
-What the operator and the sensor share: checking what a task was given before anything is sent, and
-turning a finished run or a trigger event into a task outcome.
+Checks of what a task or a trigger was given, before anything is sent: one set of validators for the
+operator, the sensor and the trigger.
 
-Checks raise :class:`~airflow_provider_wfrun.exceptions.InvalidInputError` naming the parameter and what
-to do, before any request (resolving a connection and building a request are local). Completion runs on
-the worker: the trigger event only says how waiting ended, and the final run is fetched again here, so
-outputs never travel through the triggerer or the trigger event table.
+Each raises :class:`~airflow_provider_wfrun.exceptions.InvalidInputError` naming the parameter and what to
+do, before any request (resolving a connection and building a request are local).
 """
 
 from __future__ import annotations
@@ -20,32 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from airflow_provider_wfrun.exceptions import (
-    EXCEPTIONS_BY_ERROR_TYPE,
-    InvalidInputError,
-    InvalidResponseError,
-    OutputTooLargeError,
-    RunCanceledError,
-    RunFailedError,
-    RunTimeoutError,
-    WorkflowRunError,
-)
+from airflow_provider_wfrun.exceptions import InvalidInputError
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
-from airflow_provider_wfrun.models import RunStatus, WorkflowRun
-from airflow_provider_wfrun.triggers.workflow_run import ERROR, TIMEOUT
 
 if TYPE_CHECKING:
-    from airflow_provider_wfrun.hooks.workflow_run import PlatformConnection
-
-#: Default cap on a result pushed to XCom: the metadata database is not an object store.
-DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
-
-#: Errors a trigger event can name whose constructor takes just a message.
-_SIMPLE_ERRORS = {
-    name: cls
-    for name, cls in EXCEPTIONS_BY_ERROR_TYPE.items()
-    if not issubclass(cls, (RunFailedError, RunTimeoutError, OutputTooLargeError))
-}
+    from airflow_provider_wfrun.hooks.connection import PlatformConnection
 
 #: A workflow id goes into URL paths (Dify) and JSON bodies; these never belong in one.
 _NOT_IN_WORKFLOW_ID = re.compile(r"[\s/?#%\\]")
@@ -65,6 +42,26 @@ def positive_seconds(name: str, value: float | timedelta) -> float:
             f"{name} must be a positive number of seconds (finite) or a timedelta, got {value!r}"
         )
     return float(seconds)
+
+
+def non_empty_string(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def finite_number(name: str, value: Any, *, what: str = "a finite number") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInputError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
+def positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
+    if value < 1:
+        raise InvalidInputError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 def check_flags(**flags: Any) -> None:
@@ -218,89 +215,3 @@ class StrictTemplateFieldsMixin:
                     f"{name}: its template uses an undefined variable ({exc}); define it (the DAG's "
                     "params, the run's conf, a macro) or fix its name. Nothing was sent to the platform"
                 ) from None
-
-
-# --- completion -----------------------------------------------------------------------------------
-def check_event(event: Any, run_id: str) -> dict[str, Any]:
-    """The trigger's event, validated: a mapping about this run with a status."""
-    if not isinstance(event, Mapping) or "status" not in event:
-        raise InvalidResponseError(f"the trigger sent an unreadable event for run {run_id}: {event!r}")
-    if event.get("run_id") != run_id:
-        raise InvalidResponseError(
-            f"the trigger sent an event for run {event.get('run_id')!r} while waiting for run {run_id!r}"
-        )
-    return dict(event)
-
-
-def is_timeout(event: Mapping[str, Any]) -> bool:
-    return event["status"] == TIMEOUT
-
-
-def raise_if_error(event: Mapping[str, Any]) -> None:
-    """A polling failure the trigger gave up on becomes the typed error it named."""
-    if event["status"] != ERROR:
-        return
-    error_class = _SIMPLE_ERRORS.get(str(event.get("error_type")), WorkflowRunError)
-    raise error_class(str(event.get("message") or "waiting for the run failed"))
-
-
-def result_of(
-    run: WorkflowRun, *, allow_partial_success: bool, max_output_bytes: int | None = None
-) -> dict[str, Any]:
-    """The result dict of a terminal run, or the typed error carrying the platform's reason."""
-    reason = f": {run.error.reason}" if run.error else ""
-    if run.status is RunStatus.SUCCEEDED:
-        return _fitting(run, max_output_bytes)
-    if run.status is RunStatus.PARTIALLY_SUCCEEDED:
-        if allow_partial_success:
-            return _fitting(run, max_output_bytes)
-        raise RunFailedError(
-            f"the run only partially succeeded{reason}; pass allow_partial_success=True to accept that",
-            run=run,
-        )
-    if run.status is RunStatus.CANCELED:
-        raise RunCanceledError(f"the run was canceled{reason}", run=run)
-    if run.status is RunStatus.FAILED:
-        raise RunFailedError(f"the run failed{reason}", run=run)
-    raise InvalidResponseError(
-        f"the run is not finished (status {run.platform_status or run.status.value})",
-        platform=run.platform,
-        run_id=run.run_id,
-    )
-
-
-def _fitting(run: WorkflowRun, max_output_bytes: int | None) -> dict[str, Any]:
-    """The result dict, unless it is too large for XCom: then a typed error saying where the outputs are."""
-    result = run.result_dict()
-    if max_output_bytes is None:
-        return result
-    size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-    if size <= max_output_bytes:
-        return result
-    raise OutputTooLargeError(
-        f"the run {run.status.value}, but its result is {_size(size)} of JSON, more than "
-        f"max_output_bytes={max_output_bytes} ({_size(max_output_bytes)}) allows in XCom, so it was not "
-        "returned. Nothing is lost: XCom 'run_id' and 'run_url' name the run, and its outputs stay on the "
-        "platform (WorkflowRunHook(conn_id).get_run(run_id).outputs). To return them, use an XCom backend "
-        "that keeps large values in object storage and raise max_output_bytes (None: no limit), or have "
-        "the workflow write large outputs to storage and return a reference",
-        run=run,
-        size=size,
-        limit=max_output_bytes,
-    )
-
-
-def _size(size: int) -> str:
-    return f"{size / 1024 / 1024:.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.1f} KiB"
-
-
-def summary(run: WorkflowRun) -> str:
-    """One log line a person reads at the end of a task."""
-    parts = [f"{run.platform} run {run.run_id} {run.status.value}"]
-    if run.duration_seconds is not None:
-        parts.append(f"in {run.duration_seconds:.1f} s")
-    if run.cost.total is not None:
-        parts.append(f"cost {format(run.cost.total, 'f')} {run.cost.currency or ''}".rstrip())
-    if run.cost.tokens is not None:
-        parts.append(f"{run.cost.tokens} tokens")
-    return ", ".join(parts)
