@@ -900,7 +900,8 @@ def test_not_found_and_platform_errors_name_where():
     with pytest.raises(RunNotFoundError) as raised:
         get_adapter("gptbots").raise_for_error(404, None, run_id="r1")
     assert (str(raised.value), raised.value.platform, raised.value.run_id) == (
-        "[gptbots run r1] not found: HTTP 404",
+        "[gptbots run r1] not found: HTTP 404; check that the host has its version segment, like "
+        "https://api-sg.gptbots.ai/v1",
         "gptbots",
         "r1",
     )
