@@ -939,6 +939,9 @@ def test_requests_and_urls():
     # A run without a workflow id leaves that part of the link empty, never the word "None".
     assert adapter.run_url("wfrun_1", base_url="x") == "https://c//wfrun_1"
     assert get_adapter("dify").run_url("r", base_url="http://h/v1") == "http://h/v1/workflows/run/r"
+    # GPTBots queries a run by POST: its link carries that body as the query, so it names the run.
+    gptbots = get_adapter("gptbots").run_url("wr_1", base_url="http://h/v1")
+    assert gptbots == "http://h/v1/workflow/query/result?workflowRunId=wr_1"
     run = get_adapter("dify").parse_run(fixture("dify/run_detail_service_api.json"), run_id="r")
     linked = get_adapter("dify", {"run_url_template": "https://d/{run_id}?w={workflow_id}"}).with_run_url(
         run, base_url="http://h"
