@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
+from functools import partial
 from typing import Annotated, Any, ClassVar, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -111,7 +112,7 @@ _READ_ERRORS = (ValidationError, ValueError, TypeError, ArithmeticError, Recursi
 Reader = Callable[[Any, Mapping[str, Any]], Any]
 
 
-def tolerant(read: Reader | None = None) -> WrapValidator:
+def tolerant(read: Reader) -> WrapValidator:
     """
     A field validator that turns an unreadable value into None and notes the field's name.
 
@@ -120,20 +121,26 @@ def tolerant(read: Reader | None = None) -> WrapValidator:
     field is None and ``(field name, value)`` is appended to the context's :data:`UNREADABLE` list, which
     :meth:`PlatformAdapter.validate` logs once per run.
     """
+    # A partial of a module-level function rather than a closure: the field types below are built at
+    # import, and a closure's body could then not be mutation-tested (make mutation). This line itself
+    # runs only at import, where mutmut cannot switch a mutant on, hence the pragma.
+    return WrapValidator(partial(_read_tolerantly, read))  # pragma: no mutate
 
-    def validate(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
-        context = info.context or {}
-        try:
-            return handler(read(value, context) if read is not None else value)
-        except _READ_ERRORS:
-            notes = context.get(UNREADABLE)
-            if notes is not None:
-                notes.append((info.field_name or "?", value))
-            return None
 
-    return WrapValidator(validate)
+def _read_tolerantly(
+    read: Reader, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+) -> Any:
+    """The validator :func:`tolerant` builds, given its ``read``."""
+    if value is None:
+        return None
+    context = info.context or {}
+    try:
+        return handler(read(value, context))
+    except _READ_ERRORS:
+        notes = context.get(UNREADABLE)
+        if notes is not None:
+            notes.append((info.field_name or "?", value))
+        return None
 
 
 def _number(value: Any) -> float:
@@ -146,18 +153,18 @@ def _number(value: Any) -> float:
     return number
 
 
-def _bounded(low: float, high: float, *, integral: bool = False) -> Reader:
-    def read(value: Any, context: Mapping[str, Any]) -> float | int:
-        number = _number(value)
-        if not low <= number <= high:
-            raise ValueError(f"{number} is outside {low}..{high}")
-        if integral:
-            if not number.is_integer():
-                raise ValueError(f"{number} is not a whole number")
-            return int(number)
-        return number
-
-    return read
+def _bounded(
+    low: float, high: float, value: Any, context: Mapping[str, Any], *, integral: bool = False
+) -> float | int:
+    """A number within ``low..high`` (a whole one if ``integral``); bind the bounds with ``partial``."""
+    number = _number(value)
+    if not low <= number <= high:
+        raise ValueError(f"{number} is outside {low}..{high}")
+    if integral:
+        if not number.is_integer():
+            raise ValueError(f"{number} is not a whole number")
+        return int(number)
+    return number
 
 
 def _money(value: Any, context: Mapping[str, Any]) -> Decimal:
@@ -260,18 +267,15 @@ def _outputs(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
     return {OUTPUT_VALUE_KEY: value}
 
 
-def _instant(unit_seconds: float) -> Reader:
+def _instant(unit_seconds: float, value: Any, context: Mapping[str, Any]) -> datetime | None:
     """
     A timestamp to aware UTC: a number (or numeric text) counts ``unit_seconds`` per unit since the Unix
     epoch; other text is ISO 8601, and one without an offset is in the context's zone (UTC by default).
+    Bind the unit with ``partial``.
     """
-
-    def read(value: Any, context: Mapping[str, Any]) -> datetime | None:
-        if isinstance(value, str) and not _looks_numeric(value):
-            return from_iso(value, zone=context.get(ZONE) or timezone.utc)
-        return datetime.fromtimestamp(_number(value) * unit_seconds, tz=timezone.utc)
-
-    return read
+    if isinstance(value, str) and not _looks_numeric(value):
+        return from_iso(value, zone=context.get(ZONE) or timezone.utc)
+    return datetime.fromtimestamp(_number(value) * unit_seconds, tz=timezone.utc)
 
 
 def _looks_numeric(text: str) -> bool:
@@ -287,14 +291,14 @@ Text = Annotated[str | None, tolerant(_scalar_text)]
 #: A human message: text, or the message of an object or of a list of them.
 Message = Annotated[str | None, tolerant(_message)]
 #: Counts (tokens, steps): whole, non-negative and plausible.
-Count = Annotated[int | None, tolerant(_bounded(0, MAX_COUNT, integral=True))]
-QueuePosition = Annotated[int | None, tolerant(_bounded(0, MAX_QUEUE_POSITION, integral=True))]
-Percent = Annotated[float | None, tolerant(_bounded(0.0, 100.0))]
-Seconds = Annotated[float | None, tolerant(_bounded(0.0, MAX_SECONDS))]
-Millis = Annotated[float | None, tolerant(_bounded(0.0, MAX_SECONDS * 1000))]
+Count = Annotated[int | None, tolerant(partial(_bounded, 0, MAX_COUNT, integral=True))]
+QueuePosition = Annotated[int | None, tolerant(partial(_bounded, 0, MAX_QUEUE_POSITION, integral=True))]
+Percent = Annotated[float | None, tolerant(partial(_bounded, 0.0, 100.0))]
+Seconds = Annotated[float | None, tolerant(partial(_bounded, 0.0, MAX_SECONDS))]
+Millis = Annotated[float | None, tolerant(partial(_bounded, 0.0, MAX_SECONDS * 1000))]
 Amount = Annotated[Decimal | None, tolerant(_money)]
-UnixSeconds = Annotated[datetime | None, tolerant(_instant(1.0))]
-UnixMillis = Annotated[datetime | None, tolerant(_instant(0.001))]
+UnixSeconds = Annotated[datetime | None, tolerant(partial(_instant, 1.0))]
+UnixMillis = Annotated[datetime | None, tolerant(partial(_instant, 0.001))]
 IsoTime = UnixSeconds  # the same reader: ISO text, or Unix seconds if a platform sends a number
 Outputs = Annotated[dict[str, Any] | None, tolerant(_outputs)]
 #: Wrap a nested model: ``Annotated[_Error | None, Record]``.

@@ -585,6 +585,8 @@ def test_duration_comes_from_the_times_when_the_platform_omits_it():
     assert get_adapter("dify").parse_run(dify, run_id="r").duration_seconds == 1.0
     backwards = dify | {"finished_at": 1705407628}
     assert get_adapter("dify").parse_run(backwards, run_id="r").duration_seconds is None
+    instant = dify | {"finished_at": dify["created_at"]}  # finished the second it started: 0, not unknown
+    assert get_adapter("dify").parse_run(instant, run_id="r").duration_seconds == 0.0
     gptbots = fixture("gptbots/query_result_succeed.json")
     del gptbots["workflowExecutionTime"]
     assert get_adapter("gptbots").parse_run(gptbots, run_id="x").duration_seconds == 8.349
@@ -934,7 +936,12 @@ def test_requests_and_urls():
     assert ApiRequest("GET", "/a").url("http://h/v1") == "http://h/v1/a"
     adapter = get_adapter("chenyu", {"run_url_template": "https://c/{workflow_id}/{run_id}"})
     assert adapter.run_url("wfrun_1", base_url="x", workflow_id="wf_1") == "https://c/wf_1/wfrun_1"
+    # A run without a workflow id leaves that part of the link empty, never the word "None".
+    assert adapter.run_url("wfrun_1", base_url="x") == "https://c//wfrun_1"
     assert get_adapter("dify").run_url("r", base_url="http://h/v1") == "http://h/v1/workflows/run/r"
+    # GPTBots queries a run by POST: its link carries that body as the query, so it names the run.
+    gptbots = get_adapter("gptbots").run_url("wr_1", base_url="http://h/v1")
+    assert gptbots == "http://h/v1/workflow/query/result?workflowRunId=wr_1"
     run = get_adapter("dify").parse_run(fixture("dify/run_detail_service_api.json"), run_id="r")
     linked = get_adapter("dify", {"run_url_template": "https://d/{run_id}?w={workflow_id}"}).with_run_url(
         run, base_url="http://h"
@@ -1264,6 +1271,10 @@ def test_typed_errors_name_the_run_they_were_reading():
     with pytest.raises(InvalidResponseError) as gptbots:
         get_adapter("gptbots").parse_run({"workflowRunId": "x"}, run_id="x")
     assert (gptbots.value.run_id, gptbots.value.field) == ("x", "status")
+    with pytest.raises(InvalidResponseError) as dify:
+        get_adapter("dify").parse_run({"id": "r9"}, run_id="r9")
+    assert (dify.value.run_id, dify.value.field) == ("r9", "status")
+    assert str(dify.value).startswith("[dify run r9] unexpected response: field 'status'")
     with pytest.raises(InvalidResponseError) as submitted:
         get_adapter("gptbots").parse_submit({"workflowRunId": "x"})
     assert submitted.value.run_id is None
