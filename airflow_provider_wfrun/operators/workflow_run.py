@@ -176,6 +176,8 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         self.max_output_bytes = check_max_output_bytes(max_output_bytes)
         self._handle: dict[str, Any] | None = None
         self._result: Any = None
+        #: The final run as fetched, for lineage.
+        self._final_run: WorkflowRun | None = None
 
     @cached_property
     def hook(self) -> WorkflowRunHook:
@@ -338,8 +340,24 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         if self.cancel_on_kill and self._handle is not None:
             self._cancel_quietly()
 
+    # --- OpenLineage -------------------------------------------------------------------------------
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        The run's lineage: platform and workflow, run id, outcome, URL and spend. The OpenLineage provider
+        also asks this on failure, when the run (if any) is named with what is known of it.
+        """
+        from airflow_provider_wfrun.lineage import operator_lineage
+
+        return operator_lineage(
+            self.hook,
+            self._handle["run_id"] if self._handle else None,
+            workflow_id=self.workflow_id or None,
+            run=self._final_run,
+        )
+
     # --- helpers ------------------------------------------------------------------------------------
     def _complete(self, run: WorkflowRun, context: Context) -> Any:
+        self._final_run = run
         self.log.info(summary(run))
         cost = {**run.cost.model_dump(mode="json"), "try_number": context["ti"].try_number}
         try:
