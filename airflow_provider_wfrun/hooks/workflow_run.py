@@ -23,7 +23,7 @@ from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes
 
 if TYPE_CHECKING:
     from airflow_provider_wfrun.hooks.transport import EventStream
-    from airflow_provider_wfrun.models import WorkflowRun
+    from airflow_provider_wfrun.models import OutputFile, WorkflowRun
     from airflow_provider_wfrun.platforms.base import ApiRequest
 
 __all__ = ["PLATFORM_HOOKS", "WorkflowRunHook", "platform_hook", "shared_async_client"]
@@ -43,6 +43,20 @@ class WorkflowRunHook(WorkflowRunBaseHook):
     def run_url(self, run_id: str, workflow_id: str | None = None) -> str:
         connection = self.get_platform_connection()
         return self.adapter.run_url(run_id, base_url=connection.base_url, workflow_id=workflow_id)
+
+    def output_files(self, run: WorkflowRun) -> list[OutputFile]:
+        """
+        The files ``run`` produced, with absolute URLs (no request is made). A file whose
+        ``authenticated`` is True is fetched with :meth:`auth_headers`.
+        """
+        connection = self.get_platform_connection()
+        with self.platform_errors(run.run_id):
+            return self.adapter.output_files(run, base_url=connection.base_url)
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that authenticate a request to this connection's platform (none without a key)."""
+        connection = self.get_platform_connection()
+        return self.adapter.auth_headers(connection.api_key) if connection.api_key else {}
 
     # --- sync API -------------------------------------------------------------------------------
     def submit_run(

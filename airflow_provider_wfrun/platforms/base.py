@@ -9,13 +9,14 @@ adapter serves the sync hook, the async hook and the tests, and a new platform i
 from __future__ import annotations
 
 import logging
+import mimetypes
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -29,7 +30,7 @@ from airflow_provider_wfrun.exceptions import (
     RunNotFoundError,
     WorkflowRunError,
 )
-from airflow_provider_wfrun.models import RunStatus, WorkflowRun
+from airflow_provider_wfrun.models import OutputFile, RunStatus, WorkflowRun
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,16 @@ class PlatformAdapter(ABC):
     def apply_settlement(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
         return run
 
+    def output_files(self, run: WorkflowRun, *, base_url: str) -> list[OutputFile]:
+        """
+        The files a finished run produced, named and addressed (``base_url`` resolves relative links).
+
+        Platforms put files in their outputs in their own shapes (chenyu: URL strings, Dify: file objects,
+        ComfyUI: ``filename``/``subfolder``/``type`` triples behind ``/view``); this is the one place that
+        knows each shape, so copying files out works the same for all. None by default.
+        """
+        return []
+
     @abstractmethod
     def error_info(self, payload: Any) -> ErrorInfo | None:
         """The error a body carries, whatever the HTTP status (some platforms answer 200 with an error)."""
@@ -264,6 +275,58 @@ def _warn_unknown_status(platform: str, word: str) -> None:
         platform,
         word,
     )
+
+
+# --- output files ------------------------------------------------------------------------------------
+#: How deep and how many output values are searched for files: outputs are platform data.
+MAX_OUTPUT_DEPTH = 8
+MAX_OUTPUT_FILES = 1000
+
+
+def walk_outputs(outputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """
+    Every value in ``outputs`` with its key path (``"a.b[0]"``), depth first, bounded in depth and count.
+    """
+    found: list[tuple[str, Any]] = []
+    stack: list[tuple[str, Any, int]] = [(str(key), value, 1) for key, value in reversed(outputs.items())]
+    while stack and len(found) < MAX_OUTPUT_FILES * 10:
+        path, value, depth = stack.pop()
+        found.append((path, value))
+        if depth >= MAX_OUTPUT_DEPTH:
+            continue
+        if isinstance(value, Mapping):
+            stack.extend((f"{path}.{key}", item, depth + 1) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend(
+                (f"{path}[{index}]", item, depth + 1) for index, item in reversed(list(enumerate(value)))
+            )
+    return found
+
+
+def url_files(outputs: Mapping[str, Any]) -> list[OutputFile]:
+    """Output values that are http(s) URLs with a file name, as files (chenyu's image outputs)."""
+    files = []
+    for path, value in walk_outputs(outputs):
+        if isinstance(value, str) and value.startswith(("http://", "https://")) and " " not in value:
+            name = file_name(value)
+            if name:
+                files.append(OutputFile(name=name, url=value, media_type=media_type(name), output_key=path))
+    return files[:MAX_OUTPUT_FILES]
+
+
+def file_name(url: str) -> str:
+    """The last path segment of a URL, decoded; "" when the path has none."""
+    segment = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
+    return segment.replace("\\", "_").strip()
+
+
+def media_type(name: str) -> str | None:
+    return mimetypes.guess_type(name, strict=False)[0]
+
+
+def absolute_url(url: str, base_url: str) -> str:
+    """A platform link made absolute: relative ones (``/files/...``) are on the API's host."""
+    return urljoin(base_url.rstrip("/") + "/", url)
 
 
 # --- unit conversions -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from airflow_provider_wfrun.models import (
+    OutputFile,
     RunCost,
     RunError,
     RunLogEntry,
@@ -31,6 +32,7 @@ from airflow_provider_wfrun.platforms.base import (
     WireFormat,
     from_iso,
     seconds_between,
+    url_files,
 )
 
 CURRENCY = "CNY"
@@ -246,6 +248,10 @@ class ChenyuAdapter(PlatformAdapter):
         if run.error is None and info.error_message:
             update["error"] = RunError(reason=info.error_message, code=info.error_code or None)
         return run.model_copy(update=update)
+
+    def output_files(self, run: WorkflowRun, *, base_url: str) -> list[OutputFile]:
+        """chenyu outputs images as URL strings (``n9_images``), one or a list per output node."""
+        return url_files(run.outputs)
 
     def error_info(self, payload: Any) -> ErrorInfo | None:
         if not isinstance(payload, dict) or "code" not in payload:

@@ -9,20 +9,31 @@ not money, at run level.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from airflow_provider_wfrun.models import RunCost, RunError, RunStatus, WorkflowRun
+from pydantic import ValidationError
+
+from airflow_provider_wfrun.models import OutputFile, RunCost, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
     ApiRequest,
     ErrorInfo,
     PlatformAdapter,
     WireFormat,
+    absolute_url,
+    file_name,
     from_unix_seconds,
+    media_type,
+    walk_outputs,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_USER = "airflow"
+#: How Dify marks a file object in workflow outputs (its ``File`` model serialized).
+FILE_IDENTITY = "__dify__file__"
 
 
 class _RunDetail(WireFormat):
@@ -54,6 +65,16 @@ class _BlockingAnswer(WireFormat):
     task_id: str
     workflow_run_id: str
     data: _RunDetail
+
+
+class _FileObject(WireFormat):
+    """A file in Dify's outputs; ``url`` is signed and expires, and may be relative to the API host."""
+
+    url: str | None = None
+    remote_url: str | None = None
+    filename: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
 
 
 class DifyAdapter(PlatformAdapter):
@@ -131,6 +152,33 @@ class DifyAdapter(PlatformAdapter):
 
     def parse_run(self, payload: Any, *, run_id: str) -> WorkflowRun:
         return self._from_detail(self.validate(_RunDetail, payload, run_id=run_id), raw=payload)
+
+    def output_files(self, run: WorkflowRun, *, base_url: str) -> list[OutputFile]:
+        """File objects (``dify_model_identity: __dify__file__``) anywhere in the outputs, alone or listed."""
+        files = []
+        for path, value in walk_outputs(run.outputs):
+            if not isinstance(value, dict) or value.get("dify_model_identity") != FILE_IDENTITY:
+                continue
+            try:
+                file = _FileObject.model_validate(value)
+            except ValidationError:
+                log.warning("Dify output %s looks like a file but could not be read; skipped", path)
+                continue
+            link = file.url or file.remote_url
+            if not link:
+                continue
+            url = absolute_url(link, base_url)
+            name = file.filename or file_name(url)
+            files.append(
+                OutputFile(
+                    name=name,
+                    url=url,
+                    media_type=file.mime_type or media_type(name),
+                    output_key=path,
+                    size=file.size,
+                )
+            )
+        return files
 
     def error_info(self, payload: Any) -> ErrorInfo | None:
         if isinstance(payload, dict) and "code" in payload and "message" in payload:

@@ -483,3 +483,62 @@ def test_result_dict_is_json_serializable_with_exact_money():
         },
         "duration_seconds": 8.42,
     }
+
+
+# --- output files: what "files out" copies -----------------------------------------------------------------
+def test_chenyu_output_files_are_the_image_urls():
+    payload = fixture("chenyu/execution_succeeded.json")
+    adapter = get_adapter("chenyu")
+    run = adapter.parse_run(payload, run_id="wfrun_314ff7d8b7a5beff1388")
+    files = adapter.output_files(run, base_url="https://www.chenyu.cn/api/open/v2")
+    assert [(f.output_key, f.url, f.name) for f in files] == [
+        ("n9_images", "https://www.chenyu.cn/media/example-output", "example-output")
+    ]
+
+
+def test_dify_output_files_are_file_objects_with_absolute_urls():
+    adapter = get_adapter("dify")
+    run = adapter.parse_run(
+        fixture("dify/run_detail_file_output.json"), run_id="5ad498ea-1b2b-4c5e-8f1a-3c2d1e0f9a8b"
+    )
+    files = adapter.output_files(run, base_url="https://dify.example.com/v1")
+    assert [f.model_dump() for f in files] == [
+        {
+            "name": "fox.png",
+            "url": "https://dify.example.com/files/tools/3f5b4c1e-9d7a-4b2c-8e6f-1a2b3c4d5e6f.png"
+            "?timestamp=1705407630&nonce=8d1f&sign=abc%3D",
+            "media_type": "image/png",
+            "output_key": "image",
+            "size": 482113,
+            "authenticated": False,
+        },
+        {
+            "name": "report.pdf",
+            "url": "https://files.example.com/report.pdf",
+            "media_type": "application/pdf",
+            "output_key": "attachments[0]",
+            "size": 1024,
+            "authenticated": False,
+        },
+    ]
+
+
+def test_dify_unreadable_file_object_is_skipped_not_fatal(caplog):
+    adapter = get_adapter("dify")
+    payload = fixture("dify/run_detail_file_output.json")
+    payload["outputs"]["image"]["size"] = "big"
+    run = adapter.parse_run(payload, run_id=payload["id"])
+    with caplog.at_level(logging.WARNING):
+        files = adapter.output_files(run, base_url="https://dify.example.com/v1")
+    assert [f.name for f in files] == ["report.pdf"]
+    assert "Dify output image looks like a file but could not be read" in caplog.text
+
+
+def test_output_file_search_is_bounded_in_depth():
+    from airflow_provider_wfrun.platforms.base import MAX_OUTPUT_DEPTH, url_files
+
+    deep: dict[str, Any] = {"url": "https://x.example/deep.png"}
+    for _ in range(MAX_OUTPUT_DEPTH + 2):
+        deep = {"next": deep}
+    shallow = {"a": {"b": ["https://x.example/shallow.png"]}}
+    assert [f.output_key for f in url_files({"deep": deep, **shallow})] == ["a.b[0]"]
