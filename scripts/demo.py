@@ -33,6 +33,7 @@ EXAMPLES = (
     "example_wfrun_chenyu",
     "example_wfrun_fan_out",
     "example_wfrun_lineage",
+    "example_wfrun_files",
 )
 DEMO_WORKFLOW_ID = "wf_861ef31e94dcfb10e6e7"
 EMULATOR_KEY = "demo-key"

@@ -135,6 +135,36 @@ class PlatformAdapter(ABC):
         """A second call that completes a terminal run (billing); None when the platform has none."""
         return None
 
+    # --- input files (uploads) -------------------------------------------------------------------
+    def upload_limit(self, name: str, media_type: str | None) -> int:
+        """
+        Largest upload the platform takes for this file, in bytes; checked before reading or sending it.
+        Raises ``NotSupportedError`` where the platform documents no upload, ``InvalidInputError`` for a
+        type it cannot take.
+        """
+        raise NotSupportedError(
+            f"{self.display_name} documents no API to upload input files, so {name!r} cannot be passed "
+            "as a file; pass a public URL in inputs instead, or upload it yourself",
+            platform=self.name,
+        )
+
+    def upload_request(self, name: str, content: bytes, media_type: str) -> ApiRequest:
+        """The multipart request that uploads one input file."""
+        raise NotSupportedError(f"{self.display_name} takes no file uploads", platform=self.name)
+
+    def parse_upload(self, payload: Any, *, media_type: str) -> Any:
+        """The upload's answer as the value the workflow's input takes (the platform's own file form)."""
+        raise NotSupportedError(f"{self.display_name} takes no file uploads", platform=self.name)
+
+    def _require_media_type(self, name: str, media_type: str | None) -> str:
+        if not media_type:
+            raise InvalidInputError(
+                f"the type of input file {name!r} cannot be told from its name, and {self.display_name} "
+                "refuses files without one; give it an extension such as .png, .pdf or .txt",
+                platform=self.name,
+            )
+        return media_type
+
     @abstractmethod
     def probe_request(self) -> ApiRequest:
         """The cheapest authenticated call, for ``test_connection``."""

@@ -77,6 +77,33 @@ class _FileObject(WireFormat):
     size: int | None = None
 
 
+class _Uploaded(WireFormat):
+    id: str
+    mime_type: str | None = None
+
+
+#: Dify's file categories by extension (its ``FileType``); anything else is ``custom``.
+_CATEGORIES: Mapping[str, frozenset[str]] = {
+    "image": frozenset({"jpg", "jpeg", "png", "gif", "webp", "svg"}),
+    "document": frozenset(
+        {"txt", "md", "mdx", "markdown", "pdf", "html", "xlsx", "xls", "doc", "docx", "csv", "eml", "msg"}
+        | {"pptx", "ppt", "xml", "epub"}
+    ),
+    "audio": frozenset({"mp3", "m4a", "wav", "amr", "mpga"}),
+    "video": frozenset({"mp4", "mov", "mpeg", "webm"}),
+}
+#: Upload limits per category (Dify's defaults, also Dify Cloud's); other files 15 MB.
+_UPLOAD_LIMIT_MB: Mapping[str, int] = {"image": 10, "audio": 50, "video": 100}
+_OTHER_LIMIT_MB = 15
+_MB = 1024 * 1024
+
+
+def file_category(name: str) -> str:
+    """Dify's category of a file, from its extension: image, document, audio, video or custom."""
+    extension = name.rpartition(".")[2].lower() if "." in name else ""
+    return next((kind for kind, known in _CATEGORIES.items() if extension in known), "custom")
+
+
 class DifyAdapter(PlatformAdapter):
     name = "dify"
     display_name = "Dify"
@@ -124,6 +151,26 @@ class DifyAdapter(PlatformAdapter):
 
     def probe_request(self) -> ApiRequest:
         return ApiRequest("GET", "/info")
+
+    def upload_limit(self, name: str, media_type: str | None) -> int:
+        self._require_media_type(name, media_type)
+        return _UPLOAD_LIMIT_MB.get(file_category(name), _OTHER_LIMIT_MB) * _MB
+
+    def upload_request(self, name: str, content: bytes, media_type: str) -> ApiRequest:
+        """``POST /files/upload``, owned by the connection's ``user`` (only that user's runs can use it)."""
+        return ApiRequest(
+            "POST", "/files/upload", form={"user": self.user}, files={"file": (name, content, media_type)}
+        )
+
+    def parse_upload(self, payload: Any, *, media_type: str) -> Any:
+        """The ``files`` input shape: a local file by its upload id, with Dify's category."""
+        uploaded = self.validate(_Uploaded, payload)
+        name = payload.get("name") if isinstance(payload, dict) else None
+        return {
+            "type": file_category(str(name or "")),
+            "transfer_method": "local_file",
+            "upload_file_id": uploaded.id,
+        }
 
     def read_submit_event(self, payload: Any) -> WorkflowRun | None:
         event = payload.get("event") if isinstance(payload, dict) else None

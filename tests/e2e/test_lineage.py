@@ -81,6 +81,22 @@ def test_every_run_task_emits_its_platform_workflow_run_and_spend(
     assert emulator.state.stats()["submissions"] == {"dify": 1, "gptbots": 0, "chenyu": 1}
 
 
+def test_the_files_a_run_read_and_wrote_are_its_input_and_output_datasets(
+    airflow_db, connections, emulator, tmp_path
+):
+    events_file = tmp_path / "events.jsonl"
+    result = dags_test("example_wfrun_files", events_file)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    event = completed(events_file)["restyle_photo"]
+    inputs = [(dataset["namespace"], dataset["name"]) for dataset in event["inputs"]]
+    assert inputs == [("file", str(airflow_db / "wfrun-example-files" / "inputs" / "product.png"))]
+    (output,) = event["outputs"]
+    run_id = event["run"]["facets"]["wfrun_run"]["runId"]
+    assert output["namespace"] == "file"
+    assert output["name"] == str(airflow_db / "wfrun-example-files" / "outputs" / run_id / "product.png")
+    assert Path(output["name"]).is_file()
+
+
 def test_lineage_stays_optional_the_operators_work_where_openlineage_cannot_be_imported():
     code = """
 import sys
