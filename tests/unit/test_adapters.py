@@ -542,3 +542,57 @@ def test_output_file_search_is_bounded_in_depth():
         deep = {"next": deep}
     shallow = {"a": {"b": ["https://x.example/shallow.png"]}}
     assert [f.output_key for f in url_files({"deep": deep, **shallow})] == ["a.b[0]"]
+
+
+# --- input file uploads -----------------------------------------------------------------------------
+def test_dify_upload_is_the_documented_multipart_and_answers_in_the_files_input_shape():
+    adapter = get_adapter("dify", {"user": "pipeline-7"})
+    request = adapter.upload_request("brief.pdf", b"%PDF", "application/pdf")
+    assert (request.method, request.path) == ("POST", "/files/upload")
+    assert request.form == {"user": "pipeline-7"}  # only runs of the same user may use the file
+    assert request.files == {"file": ("brief.pdf", b"%PDF", "application/pdf")}
+    answer = {"id": "a1b2c3d4-5678-90ab-cdef-1234567890ab", "name": "brief.pdf", "extension": "pdf"}
+    assert adapter.parse_upload(answer, media_type="application/pdf") == {
+        "type": "document",
+        "transfer_method": "local_file",
+        "upload_file_id": "a1b2c3d4-5678-90ab-cdef-1234567890ab",
+    }
+    with pytest.raises(InvalidResponseError, match="'id'"):
+        adapter.parse_upload({"name": "brief.pdf"}, media_type="application/pdf")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "megabytes"),
+    [
+        ("a.png", "image/png", 10),
+        ("a.mp3", "audio/mpeg", 50),
+        ("a.mp4", "video/mp4", 100),
+        ("a.pdf", "x", 15),
+    ],
+)
+def test_dify_upload_limits_are_its_documented_defaults(name, kind, megabytes):
+    assert get_adapter("dify", {}).upload_limit(name, kind) == megabytes * 1024 * 1024
+
+
+def test_chenyu_upload_is_an_asset_whose_uri_is_the_input():
+    adapter = get_adapter("chenyu", {})
+    request = adapter.upload_request("cat.webp", b"RIFF", "image/webp")
+    assert (request.path, request.form) == ("/assets", {"media_type": "image", "purpose": "temp_input"})
+    assert adapter.upload_request("notes.txt", b"x", "text/plain").form["media_type"] == "file"
+    assert adapter.upload_limit("cat.webp", "image/webp") == 100 * 1024 * 1024
+    answer = {
+        "code": 0,
+        "msg": "success",
+        "data": {"asset_uri": "asset://asset_38d2ff7769fb3b7267039941547e6a78"},
+    }
+    assert (
+        adapter.parse_upload(answer, media_type="image/webp")
+        == "asset://asset_38d2ff7769fb3b7267039941547e6a78"
+    )
+
+
+def test_a_file_without_a_type_or_a_platform_without_uploads_is_refused_before_reading():
+    with pytest.raises(InvalidInputError, match="cannot be told from its name"):
+        get_adapter("dify", {}).upload_limit("blob", None)
+    with pytest.raises(NotSupportedError, match="no API to upload"):
+        get_adapter("gptbots", {}).upload_limit("a.png", "image/png")
