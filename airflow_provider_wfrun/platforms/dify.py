@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from airflow_provider_wfrun.exceptions import NotSupportedError
+from airflow_provider_wfrun.human_input import HumanInputAction, HumanInputField, HumanInputForm
 from airflow_provider_wfrun.models import OutputFile, RunCost, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
     ApiRequest,
@@ -75,6 +77,35 @@ class _FileObject(WireFormat):
     filename: str | None = None
     mime_type: str | None = None
     size: int | None = None
+
+
+class _OptionSource(WireFormat):
+    type: str | None = None
+    value: list[str] | None = None
+
+
+class _FormInput(WireFormat):
+    type: str
+    output_variable_name: str
+    option_source: _OptionSource | None = None
+
+
+class _FormAction(WireFormat):
+    id: str
+    title: str | None = None
+
+
+class _Form(WireFormat):
+    """``GET /form/human_input/{token}``, and the ``data`` of a ``human_input_required`` event."""
+
+    form_token: str | None = None
+    node_title: str | None = None
+    form_content: str | None = None
+    inputs: list[_FormInput] | None = None
+    resolved_default_values: dict[str, Any] | None = None
+    user_actions: list[_FormAction] | None = None
+    actions: list[_FormAction] | None = None
+    expiration_time: int | None = None
 
 
 class _Uploaded(WireFormat):
@@ -152,6 +183,63 @@ class DifyAdapter(PlatformAdapter):
     def probe_request(self) -> ApiRequest:
         return ApiRequest("GET", "/info")
 
+    # --- human input (paused runs) -------------------------------------------------------------
+    def events_request(self, run_id: str) -> ApiRequest:
+        """The run's event stream, reopened (it closes at each pause), by the user who started it."""
+        return ApiRequest("GET", f"/workflow/{run_id}/events", params={"user": self.user}, stream=True)
+
+    def read_form_event(self, payload: Any, *, run_id: str) -> HumanInputForm | None:
+        """The form a ``human_input_required`` event announces; None for any other event."""
+        if not isinstance(payload, dict) or payload.get("event") != "human_input_required":
+            return None
+        form = self.validate(_Form, payload.get("data"), run_id=run_id, at="data")
+        if not form.form_token:
+            raise NotSupportedError(
+                f"run {run_id} waits for a Human Input form delivered by e-mail or the console, which "
+                "cannot be answered through the API; answer it in Dify, or set the node's delivery to WebApp",
+                platform=self.name,
+                run_id=run_id,
+            )
+        return self._form(form, form.form_token)
+
+    def form_request(self, token: str) -> ApiRequest:
+        return ApiRequest("GET", f"/form/human_input/{token}")
+
+    def parse_form(self, payload: Any, *, token: str) -> HumanInputForm:
+        return self._form(self.validate(_Form, payload), token)
+
+    def answer_request(self, token: str, *, action: str, inputs: Mapping[str, Any]) -> ApiRequest:
+        """One-shot: a 412 means answered elsewhere first (``human_input_form_submitted``) or expired."""
+        body = {"inputs": dict(inputs), "action": action, "user": self.user}
+        return ApiRequest("POST", f"/form/human_input/{token}", json=body)
+
+    def _form(self, form: _Form, token: str) -> HumanInputForm:
+        defaults = form.resolved_default_values or {}
+        return HumanInputForm(
+            token=token,
+            content=form.form_content or "",
+            node_title=form.node_title,
+            fields=tuple(
+                HumanInputField(
+                    name=field.output_variable_name,
+                    kind=field.type,
+                    default=None
+                    if defaults.get(field.output_variable_name) is None
+                    else str(defaults[field.output_variable_name]),
+                    options=tuple(field.option_source.value or ())
+                    if field.option_source and field.option_source.type == "constant"
+                    else (),
+                )
+                for field in form.inputs or ()
+            ),
+            actions=tuple(
+                HumanInputAction(id=action.id, title=action.title or action.id)
+                for action in (form.user_actions or form.actions or ())
+            ),
+            expires_at=from_unix_seconds(form.expiration_time),
+        )
+
+    # --- input files ------------------------------------------------------------------------------
     def upload_limit(self, name: str, media_type: str | None) -> int:
         self._require_media_type(name, media_type)
         return _UPLOAD_LIMIT_MB.get(file_category(name), _OTHER_LIMIT_MB) * _MB

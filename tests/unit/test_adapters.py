@@ -596,3 +596,80 @@ def test_a_file_without_a_type_or_a_platform_without_uploads_is_refused_before_r
         get_adapter("dify", {}).upload_limit("blob", None)
     with pytest.raises(NotSupportedError, match="no API to upload"):
         get_adapter("gptbots", {}).upload_limit("a.png", "image/png")
+
+
+# --- Dify human input (paused runs) -------------------------------------------------------------------
+#: Dify's documented Get Human Input Form example (dify-openapi-service.json).
+DIFY_FORM = {
+    "form_content": "Please review the draft, set a priority, and confirm or request changes.",
+    "inputs": [
+        {
+            "type": "paragraph",
+            "output_variable_name": "feedback",
+            "default": {"type": "constant", "value": ""},
+        },
+        {
+            "type": "select",
+            "output_variable_name": "priority",
+            "option_source": {"type": "constant", "selector": [], "value": ["low", "medium", "high"]},
+        },
+        {"type": "file", "output_variable_name": "attachment", "allowed_file_types": ["image"]},
+    ],
+    "resolved_default_values": {"feedback": ""},
+    "user_actions": [
+        {"id": "approve", "title": "Approve", "button_style": "primary"},
+        {"id": "reject", "title": "Request changes", "button_style": "default"},
+    ],
+    "expiration_time": 1745510400,
+}
+
+
+def test_dify_form_reads_content_fields_defaults_options_and_actions():
+    form = get_adapter("dify", {}).parse_form(DIFY_FORM, token="tok-1")
+    assert form.token == "tok-1"
+    assert form.content.startswith("Please review the draft")
+    assert [(f.name, f.kind, f.default, f.options) for f in form.fields] == [
+        ("feedback", "paragraph", "", ()),
+        ("priority", "select", None, ("low", "medium", "high")),
+        ("attachment", "file", None, ()),
+    ]
+    assert [(a.id, a.title) for a in form.actions] == [("approve", "Approve"), ("reject", "Request changes")]
+    assert form.expires_at == datetime.fromtimestamp(1745510400, tz=timezone.utc)
+
+
+def test_dify_form_event_names_the_token_or_says_why_the_api_cannot_answer():
+    adapter = get_adapter("dify", {"user": "pipeline-7"})
+    run_id = "fb47b2e6-5e43-4f90-be01-d5c5a088d156"
+    event = {
+        "event": "human_input_required",
+        "workflow_run_id": run_id,
+        "data": {**DIFY_FORM, "form_token": "tok-2", "node_title": "Approval", "actions": []},
+    }
+    form = adapter.read_form_event(event, run_id=run_id)
+    assert (form.token, form.node_title, len(form.actions)) == ("tok-2", "Approval", 2)
+    assert adapter.read_form_event({"event": "workflow_paused", "data": {}}, run_id=run_id) is None
+    by_mail = {**event, "data": {**event["data"], "form_token": None}}
+    with pytest.raises(NotSupportedError, match="delivered by e-mail or the console"):
+        adapter.read_form_event(by_mail, run_id=run_id)
+
+    events = adapter.events_request(run_id)
+    assert (events.path, events.params, events.stream) == (
+        f"/workflow/{run_id}/events",
+        {"user": "pipeline-7"},
+        True,
+    )
+    answer = adapter.answer_request("tok-2", action="approve", inputs={"feedback": "ok"})
+    assert (answer.method, answer.path) == ("POST", "/form/human_input/tok-2")
+    assert answer.json == {"inputs": {"feedback": "ok"}, "action": "approve", "user": "pipeline-7"}
+
+
+def test_dify_form_answered_elsewhere_first_is_a_412_with_its_code():
+    adapter = get_adapter("dify", {})
+    body = {
+        "status": 412,
+        "code": "human_input_form_submitted",
+        "message": "This form has already been submitted",
+    }
+    with pytest.raises(PlatformError) as caught:
+        adapter.raise_for_error(412, body)
+    assert caught.value.code == "human_input_form_submitted"
