@@ -103,16 +103,21 @@ class PlatformError(WorkflowRunError):
         code: str | None = None,
         platform_message: str | None = None,
         http_status: int | None = None,
+        transient: bool = False,
     ) -> None:
         self.code = code
         self.platform_message = platform_message
         self.http_status = http_status
+        self.transient = transient
         super().__init__(message, platform=platform, run_id=run_id)
 
     @property
     def is_transient(self) -> bool:
-        """5xx answers are worth retrying; business errors (bad params, no balance) are not."""
-        return self.http_status is not None and self.http_status >= 500
+        """
+        5xx answers are worth retrying, and so are codes the platform's adapter declares transient (chenyu's
+        engine being unavailable, inside an HTTP 200); business errors (bad params, no balance) are not.
+        """
+        return self.transient or (self.http_status is not None and self.http_status >= 500)
 
 
 class InvalidResponseError(WorkflowRunError):

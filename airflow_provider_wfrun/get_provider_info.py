@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_wfrun import __version__
+from airflow_provider_wfrun.connection_form import connection_form
 
 _INTEGRATION = "AI workflow platforms"
 _PACKAGE = "airflow_provider_wfrun"
@@ -48,26 +49,15 @@ def _assignment(statement: ast.stmt) -> tuple[str | None, ast.expr | None]:
 
 
 def _connection_type(adapter: dict[str, Any]) -> dict[str, Any]:
-    fields = {
-        name: {"label": name, "description": text, "schema": {"type": ["string", "boolean", "null"]}}
-        for name, text in adapter.get("extra_fields", {}).items()
-    }
-    fields["run_url_template"] = {
-        "label": "Run URL template",
-        "description": "Link shown on the task, with {run_id} and {workflow_id} (default: the run's API URL)",
-        "schema": {"type": ["string", "null"]},
-    }
+    form = connection_form(
+        adapter["name"], adapter["display_name"], adapter["default_host"], adapter.get("extra_fields", {})
+    )
     hook_class = f"{adapter['class_name'].removesuffix('Adapter')}Hook"
     return {
         "hook-class-name": f"{_PACKAGE}.hooks.workflow_run.{hook_class}",
         "hook-name": adapter["display_name"],
         "connection-type": adapter["name"],
-        "ui-field-behaviour": {
-            "hidden-fields": ["schema", "port", "login"],
-            "relabeling": {"host": "API root URL", "password": "API key"},
-            "placeholders": {"host": adapter["default_host"]},
-        },
-        "conn-fields": fields,
+        **form.provider_info(),
     }
 
 

@@ -142,6 +142,10 @@ class WorkflowRun(_Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_seconds: float | None = None
+    #: Where a person can look at the run (the connection's ``run_url_template``, else the API address of
+    #: its status). Set by the hook on the terminal runs ``get_run`` returns, which is where results are
+    #: built; polls of a running run skip it (they are the hot path of a triggerer).
+    run_url: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     @computed_field  # type: ignore[prop-decorator]
@@ -153,7 +157,9 @@ class WorkflowRun(_Model):
         """
         The small, JSON-serializable summary operators and sensors return to XCom.
 
-        Money is rendered as decimal strings so that ``0.00028780`` stays exactly that downstream.
+        Money is rendered as decimal strings so that ``0.00028780`` stays exactly that downstream; times
+        are ISO 8601 in UTC. ``settlement`` is chenyu's billing (None elsewhere, and None when the billing
+        call failed: the run's own ``cost`` still stands).
         """
         return {
             "run_id": self.run_id,
@@ -163,4 +169,18 @@ class WorkflowRun(_Model):
             "outputs": self.outputs,
             "cost": self.cost.model_dump(mode="json"),
             "duration_seconds": self.duration_seconds,
+            "error": self.error.model_dump(mode="json") if self.error else None,
+            "settlement": (
+                self.settlement.model_dump(mode="json", include={"quote", "final", "released", "currency"})
+                if self.settlement
+                else None
+            ),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "platform_status": self.platform_status,
+            "run_url": self.run_url,
         }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

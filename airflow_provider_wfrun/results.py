@@ -46,7 +46,7 @@ def check_event(event: Any, run_id: str) -> dict[str, Any]:
 
 
 def is_timeout(event: Mapping[str, Any]) -> bool:
-    return event["status"] == TIMEOUT
+    return bool(event["status"] == TIMEOUT)
 
 
 def raise_if_error(event: Mapping[str, Any]) -> None:

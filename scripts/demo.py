@@ -13,6 +13,7 @@ Airflow lives in ``.airflow-home/`` inside the checkout (git-ignored): a SQLite 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-HOME = REPO / ".airflow-home"
 PLATFORMS = ("dify", "gptbots", "chenyu")
 EXAMPLES = (
     "example_wfrun_dify",
@@ -40,7 +40,7 @@ EMULATOR_KEY = "demo-key"
 EMULATOR_ROOTS = {"dify": "/dify/v1", "gptbots": "/gptbots/v1", "chenyu": "/chenyu/api/open/v2"}
 
 
-def airflow_environment() -> dict[str, str]:
+def airflow_environment(home: Path) -> dict[str, str]:
     bundles = [
         {
             "name": "wfrun_examples",
@@ -49,8 +49,8 @@ def airflow_environment() -> dict[str, str]:
         }
     ]
     return {
-        "AIRFLOW_HOME": str(HOME),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{HOME}/airflow.db",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
@@ -126,7 +126,7 @@ def airflow(*args: str, env: dict[str, str], log: Path | None = None) -> int:
         return subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
 
 
-def results(env: dict[str, str]) -> list[dict[str, Any]]:
+def results(env: dict[str, str], dag_ids: list[str]) -> list[dict[str, Any]]:
     """The result dicts the example tasks returned, read from the demo's metadata database."""
     os.environ.update(env)
     from airflow.models.dagrun import DagRun
@@ -135,7 +135,7 @@ def results(env: dict[str, str]) -> list[dict[str, Any]]:
 
     rows = []
     with create_session() as session:
-        for dag_id in EXAMPLES:
+        for dag_id in dag_ids:
             latest = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
             if latest is None:
                 continue
@@ -185,28 +185,33 @@ def shorten(text: str, width: int) -> str:
 
 
 def main() -> int:
-    HOME.mkdir(exist_ok=True)
-    (HOME / "demo-logs").mkdir(exist_ok=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dags", nargs="+", choices=EXAMPLES, default=list(EXAMPLES), help="example DAG ids")
+    parser.add_argument("--home", type=Path, default=REPO / ".airflow-home", help="AIRFLOW_HOME to use")
+    args = parser.parse_args()
+    home = args.home.resolve()
+    home.mkdir(exist_ok=True)
+    (home / "demo-logs").mkdir(exist_ok=True)
     uses_emulator = any(not os.environ.get(f"WFRUN_{p.upper()}_API_KEY") for p in PLATFORMS)
     with emulator(uses_emulator) as emulator_url:
         conn_env, real = connections(emulator_url)
-        env = {**os.environ, **airflow_environment(), **conn_env}
+        env = {**os.environ, **airflow_environment(home), **conn_env}
         where = ", ".join(f"{p}: {'real API' if p in real else 'emulator'}" for p in PLATFORMS)
-        print(f"Platforms: {where}\nAirflow home: {HOME}\n")
+        print(f"Platforms: {where}\nAirflow home: {home}\n")
         if airflow("db", "migrate", env=env) != 0:
             raise SystemExit("airflow db migrate failed")
         conf = json.dumps({"workflow_id": os.environ.get("WFRUN_CHENYU_WORKFLOW_ID", DEMO_WORKFLOW_ID)})
         failed = []
-        for dag_id in EXAMPLES:
+        for dag_id in args.dags:
             started = time.monotonic()
-            log = HOME / "demo-logs" / f"{dag_id}.log"
+            log = home / "demo-logs" / f"{dag_id}.log"
             code = airflow("dags", "test", dag_id, "--conf", conf, env=env, log=log)
             outcome = "ok" if code == 0 else "FAILED"
             print(f"{dag_id:<26} {outcome:<6} in {time.monotonic() - started:5.1f} s  ({log})")
             if code != 0:
                 failed.append(dag_id)
         print()
-        print_table(results(env))
+        print_table(results(env, args.dags))
     if failed:
         print(f"\n{len(failed)} DAG(s) failed: {', '.join(failed)}; see their logs above.")
         return 1

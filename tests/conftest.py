@@ -9,6 +9,8 @@ way a user would configure them.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -37,9 +39,34 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(BUNDLES["wfrun_test_dags"])
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
+import airflow  # noqa: E402
 import pytest  # noqa: E402
+from packaging.version import Version  # noqa: E402
 
 from airflow_provider_wfrun.emulator import EmulatorServer  # noqa: E402
+
+#: The installed Airflow, for tests of behaviour that only newer releases have (``make test-floor`` runs
+#: the suite on the oldest supported one).
+AIRFLOW_VERSION = Version(Version(airflow.__version__).base_version)
+
+
+def needs_airflow(version: str, why: str) -> pytest.MarkDecorator:
+    """Skip, with the reason in the report, where the installed Airflow is older than ``version``."""
+    return pytest.mark.skipif(
+        Version(version) > AIRFLOW_VERSION,
+        reason=f"needs Airflow >= {version} ({why}); this is {airflow.__version__}",
+    )
+
+
+#: Airflow 3.2 moved DagBag from airflow.models to airflow.dag_processing.
+DagBag = importlib.import_module(
+    "airflow.dag_processing.dagbag"
+    if importlib.util.find_spec("airflow.dag_processing.dagbag")
+    else "airflow.models.dagbag"
+).DagBag
+
+#: ``pytester`` runs a user's tests with the pytest plugin (tests/unit/test_pytest_plugin.py).
+pytest_plugins = ("pytester",)
 
 PLATFORMS = ("dify", "gptbots", "chenyu")
 #: Distinctive, so a scan of logs and XComs for it means something.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 
 from airflow_provider_wfrun.emulator import platforms
-from airflow_provider_wfrun.emulator.core import EmulatorState, control_routes
+from airflow_provider_wfrun.emulator.core import EmulatorState, control_routes, unknown_route
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -44,6 +44,8 @@ def build_app(state: EmulatorState) -> Starlette:
         state.register(module.DIALECT)
         routes.extend(module.routes(state))
     routes.extend(control_routes(state))
+    # Last, so that they only catch what no platform route or control route serves.
+    routes.extend(unknown_route(state, module.DIALECT) for module in discover_platforms())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

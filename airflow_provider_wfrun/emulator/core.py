@@ -21,6 +21,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from airflow_provider_wfrun.emulator.variants import VARIANTS, vary
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -97,6 +100,21 @@ class Scenario(BaseModel):
     queue_position: int = Field(3, ge=0)
     #: ``None`` uses :data:`DEFAULT_LOG_LINES`; the terminal line is always added from the outcome.
     log_lines: tuple[LogLine, ...] | None = None
+    #: Realistic variants of the answers about the run (names from
+    #: :data:`~airflow_provider_wfrun.emulator.variants.VARIANTS` or ``extra_fields``; ``all``: every one).
+    variants: tuple[str, ...] = ()
+    #: The inputs the workflow declares (Dify's ``GET /parameters`` lists them as required text inputs).
+    declared_inputs: tuple[str, ...] = ("query",)
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if "all" in names:
+            return (*VARIANTS, "extra_fields")
+        unknown = sorted(set(names) - {*VARIANTS, "extra_fields"})
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; known: {[*VARIANTS, 'extra_fields', 'all']}")
+        return names
 
     def patched(self, overrides: Mapping[str, Any]) -> Scenario:
         """This scenario with the fields given in ``overrides`` replaced (validated)."""
@@ -154,6 +172,8 @@ class Dialect:
     has_queue: bool = True
     accepts_bare_key: bool = False
     default_cost: float = 0.0
+    #: Fields of a run's answer a client decides on (run id, status word): variants never touch them.
+    essential: frozenset[str] = frozenset({"status"})
 
 
 Handler = Callable[["EmulatorState", Request], Awaitable[Response]]
@@ -229,6 +249,13 @@ class Run:
     def wall(self, mono: float) -> float:
         """Wall-clock (Unix seconds) for a monotonic instant of this run."""
         return self.created_wall + (mono - self.created_mono)
+
+    def served(self, dialect: Dialect, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` as this run's scenario serves it: with its variants (stable for the run), if any."""
+        if not self.scenario.variants:
+            return payload
+        seed = zlib.crc32(self.run_id.encode())
+        return vary(payload, self.scenario.variants, essential=dialect.essential, seed=seed)
 
     def summary(self, status_word: str) -> dict[str, Any]:
         return {
@@ -507,6 +534,20 @@ def platform_route(
         return await _serve(state, dialect, route_id, handler, request)
 
     return Route(dialect.root + path, endpoint, methods=[method], name=route_id)
+
+
+def unknown_route(state: EmulatorState, dialect: Dialect) -> Route:
+    """Any other path under the platform's root: a 404 in the platform's own error format, as it would."""
+
+    async def endpoint(request: Request) -> Response:
+        return await _serve(state, dialect, f"{dialect.name}.unknown", _not_found, request)
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return Route(dialect.root + "/{path:path}", endpoint, methods=methods, name=f"{dialect.name}.unknown")
+
+
+async def _not_found(state: EmulatorState, request: Request) -> Response:
+    raise ApiError(404)
 
 
 async def _serve(

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, mask_secret
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
 from airflow_provider_wfrun import __version__
+from airflow_provider_wfrun._compat import mask_secret
 from airflow_provider_wfrun.exceptions import ConnectionNotFoundError, InvalidInputError
 from airflow_provider_wfrun.platforms import adapter_classes
 
@@ -61,7 +62,9 @@ class HttpSettings:
             return None
         proxies = urllib.request.getproxies_environment()
         parts = urlsplit(url)
-        if not parts.hostname or urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+        # The standard library's NO_PROXY rules, for both paths alike (typeshed does not list the function).
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if not parts.hostname or bypass(parts.hostname, proxies):
             return None
         return proxies.get(parts.scheme) or proxies.get("all") or None
 

@@ -10,12 +10,11 @@ work (429). A body over the size cap is never retried: the next answer would be 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -25,6 +24,7 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from airflow_provider_wfrun.exceptions import (
     InvalidResponseError,
@@ -35,6 +35,21 @@ from airflow_provider_wfrun.exceptions import (
 )
 
 _T = TypeVar("_T")
+
+
+class _Log(Protocol):
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+
+class _StopAfterTime(stop_base):
+    """Stop once ``seconds`` have passed since ``started`` (the first attempt's start, which may precede
+    tenacity's own clock: the async path makes its first attempt before setting tenacity up)."""
+
+    def __init__(self, started: float, seconds: float) -> None:
+        self.started, self.seconds = started, seconds
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time.monotonic() - self.started >= self.seconds
 
 
 def parse_retry_after(value: str | None, *, cap: float) -> float | None:
@@ -81,9 +96,7 @@ class RetryPolicy:
     max_seconds: float
     retry_after_cap: float
 
-    def call(
-        self, send: Callable[..., _T], *args: Any, replay_safe: bool, action: str, log: logging.Logger
-    ) -> _T:
+    def call(self, send: Callable[..., _T], *args: Any, replay_safe: bool, action: str, log: _Log) -> _T:
         retrying = self._retrying(Retrying, replay_safe=replay_safe, action=action, log=log)
         return retrying(send, *args)  # type: ignore[no-any-return]
 
@@ -93,7 +106,7 @@ class RetryPolicy:
         *args: Any,
         replay_safe: bool,
         action: str,
-        log: logging.Logger,
+        log: _Log,
     ) -> _T:
         """
         The async twin of :meth:`call`: the same policy, attempts, waits and logs.
@@ -129,13 +142,10 @@ class RetryPolicy:
         *,
         replay_safe: bool,
         action: str,
-        log: logging.Logger,
+        log: _Log,
         started: float | None = None,
     ) -> Any:
         first_attempt_at = time.monotonic() if started is None else started
-
-        def out_of_time(state: RetryCallState) -> bool:
-            return time.monotonic() - first_attempt_at >= self.max_seconds
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -149,7 +159,7 @@ class RetryPolicy:
             )
 
         return retrying_class(
-            stop=stop_after_attempt(self.limit) | out_of_time,
+            stop=stop_after_attempt(self.limit) | _StopAfterTime(first_attempt_at, self.max_seconds),
             wait=self._wait,
             retry=retry_if_exception(lambda exc: is_retryable(exc, replay_safe=replay_safe)),
             before_sleep=before_sleep,

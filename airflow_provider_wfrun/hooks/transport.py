@@ -295,7 +295,7 @@ class EventStream:
 
     @property
     def is_event_stream(self) -> bool:
-        return self.response.headers.get("content-type", "").startswith("text/event-stream")
+        return str(self.response.headers.get("content-type", "")).startswith("text/event-stream")
 
     def events(self) -> Iterator[str]:
         """Each event's data."""

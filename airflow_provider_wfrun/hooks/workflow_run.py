@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_wfrun.connection_form import form_of
 from airflow_provider_wfrun.exceptions import (
     FileTransferError,
     InvalidInputError,
@@ -135,23 +136,21 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         self.get_platform_connection()
         self._check_run_id(run_id)
         run = self._parse_run(self._call(self.adapter.get_request(run_id), run_id), run_id)
-        return self.settle(run)
+        return self.settle(run) if run.is_terminal else run
 
     def settle(self, run: WorkflowRun) -> WorkflowRun:
         """
-        ``run`` with its settlement (billing) where the platform has a second call for it. That call
-        enriches a result and never decides it: if it fails or cannot be read, the run comes back as it
-        was, with ``settlement`` None, and the log says why.
+        A terminal run with its settlement (billing, where the platform has a second call for it) and its
+        URL. That call enriches a result and never decides it: if it fails or cannot be read, the run comes
+        back as it was, with ``settlement`` None, and the log says why.
         """
         request = self.adapter.settlement_request(run)
-        if request is None:
-            return run
-        try:
-            payload = self._call(request, run.run_id)
-            with self.platform_errors(run.run_id):
-                return self.adapter.apply_settlement(run, payload)
-        except WorkflowRunError as exc:
-            return self._unsettled(run, exc)
+        if request is not None:
+            try:
+                run = self._settled(run, self._call(request, run.run_id))
+            except WorkflowRunError as exc:
+                self._unsettled(run, request, exc)
+        return self._with_url(run)
 
     def cancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         """Ask the platform to stop the run and return its state; ``NotSupportedError`` where it cannot."""
@@ -196,19 +195,17 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         self._check_run_id(run_id)
         async with shared_async_client():  # a settlement call reuses the poll's connection
             run = self._parse_run(await self._acall(self.adapter.get_request(run_id), run_id), run_id)
-            return await self.asettle(run)
+            return await self.asettle(run) if run.is_terminal else run
 
     async def asettle(self, run: WorkflowRun) -> WorkflowRun:
         """The async twin of :meth:`settle`."""
         request = self.adapter.settlement_request(run)
-        if request is None:
-            return run
-        try:
-            payload = await self._acall(request, run.run_id)
-            with self.platform_errors(run.run_id):
-                return self.adapter.apply_settlement(run, payload)
-        except WorkflowRunError as exc:
-            return self._unsettled(run, exc)
+        if request is not None:
+            try:
+                run = self._settled(run, await self._acall(request, run.run_id))
+            except WorkflowRunError as exc:
+                self._unsettled(run, request, exc)
+        return self._with_url(run)
 
     async def acancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         await self.aget_platform_connection()
@@ -256,15 +253,25 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         with self.platform_errors(None):
             return self.adapter.parse_submit(payload)
 
-    def _unsettled(self, run: WorkflowRun, exc: WorkflowRunError) -> WorkflowRun:
+    def _settled(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
+        with self.platform_errors(run.run_id):
+            return self.adapter.apply_settlement(run, payload)
+
+    def _unsettled(self, run: WorkflowRun, request: ApiRequest, exc: WorkflowRunError) -> None:
         self.log.warning(
-            "%s run %s is %s, but its settlement could not be read (%s); returning the run without it",
+            "%s run %s is %s, but %s failed, so the run is reported without its settlement (the costs are "
+            "those of the run's status): %s",
             self.adapter.display_name,
             run.run_id,
             run.status.value,
+            request.path,
             exc,
         )
-        return run
+
+    def _with_url(self, run: WorkflowRun) -> WorkflowRun:
+        connection = self._connection
+        assert connection is not None
+        return self.adapter.with_run_url(run, base_url=connection.base_url)
 
     def _send_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
@@ -350,6 +357,8 @@ def platform_hook(adapter_class: type[PlatformAdapter]) -> type[WorkflowRunHook]
     namespace: dict[str, Any] = {
         "conn_type": adapter_class.name,
         "hook_name": adapter_class.display_name,
+        # Airflow 3.1 reads the connection form from the class's own __dict__ (3.2+: provider info).
+        **form_of(adapter_class).hook_methods(),
         "__module__": __name__,
         "__qualname__": name,
         "__doc__": f":class:`WorkflowRunHook` registered for ``{adapter_class.name}`` connections.",

@@ -27,16 +27,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import (
     BaseOperator,
     BaseOperatorLink,
-    ResumableJobMixin,
     XCom,
     conf,
 )
 
+from airflow_provider_wfrun._compat import ResumableJobMixin
 from airflow_provider_wfrun.checks import (
     StrictTemplateFieldsMixin,
     check_flags,
@@ -84,7 +84,7 @@ from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger, nex
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.sdk import ObjectStoragePath
-    from airflow.sdk.definitions.taskinstancekey import TaskInstanceKey
+    from airflow.sdk.types import TaskInstanceKey
 
 XCOM_RUN_ID = "run_id"
 XCOM_RUN_URL = "run_url"
@@ -227,10 +227,10 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         check_inputs(without_files(self.inputs))
         resolve_connection(self.hook)
         adapter = self.hook.adapter
-        check_input_files(self.inputs, adapter)
+        check_input_files(self._inputs, adapter)
         # Adapters are pure: building the request checks what the platform needs (chenyu's workflow_id,
         # GPTBots' lack of one) without sending anything.
-        adapter.submit_request(self.inputs, workflow_id=self.workflow_id, idempotency_key="check-only")
+        adapter.submit_request(self._inputs, workflow_id=self.workflow_id, idempotency_key="check-only")
         check_run_url_template(self.hook, self.workflow_id)
         stored = self._stored_handle(context)
         if stored and stored.get("run_id"):
@@ -249,7 +249,9 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
     # --- ResumableJobMixin ---------------------------------------------------------------------------
     def submit_job(self, context: Context) -> dict[str, Any]:
         generation = self._generation(context)
-        inputs = upload_input_files(self.hook, self.inputs) if has_input_files(self.inputs) else self.inputs
+        inputs = self._inputs
+        if has_input_files(inputs):
+            inputs = upload_input_files(self.hook, inputs)
         try:
             run = self.hook.submit_run(
                 inputs,
@@ -345,6 +347,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
     def _wait_in_worker(self) -> None:
         handle = self._require_handle()
         last_status = None
+        started = time.monotonic()
         while True:
             run = self.hook.get_run(handle["run_id"])
             if run.status is not last_status:
@@ -357,9 +360,13 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
             remaining = handle["end_time"] - time.time()
             if remaining <= 0:
                 self._give_up_at_deadline()
-            time.sleep(
-                min(next_poll_delay(run, poll_interval=self.poll_interval, max_poll_interval=300), remaining)
+            delay = next_poll_delay(
+                run,
+                poll_interval=self.poll_interval,
+                max_poll_interval=300,
+                waited=time.monotonic() - started,
             )
+            time.sleep(min(delay, remaining))
 
     def on_kill(self) -> None:
         """Worker-side kill (non-deferrable mode): cancel the run, best effort."""
@@ -385,6 +392,8 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
 
     # --- helpers ------------------------------------------------------------------------------------
     def _complete(self, run: WorkflowRun, context: Context) -> Any:
+        if run.is_terminal and run.settlement is None and self.hook.adapter.settlement_request(run):
+            run = self.hook.settle(run)  # billing failed when the run was fetched: once more, never fatal
         self._final_run = run
         self.log.info(summary(run))
         cost = {**run.cost.model_dump(mode="json"), "try_number": context["ti"].try_number}
@@ -432,6 +441,11 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         ti = context["ti"]
         ti.xcom_push(key=XCOM_RUN_ID, value=handle["run_id"])
         ti.xcom_push(key=XCOM_RUN_URL, value=self.hook.run_url(handle["run_id"], self.workflow_id or None))
+
+    @property
+    def _inputs(self) -> Mapping[str, Any]:
+        """``inputs`` once rendered and checked (``check_inputs``): a mapping, whatever its template was."""
+        return cast("Mapping[str, Any]", self.inputs)
 
     def _require_handle(self) -> dict[str, Any]:
         if self._handle is None:

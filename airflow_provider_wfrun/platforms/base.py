@@ -8,18 +8,32 @@ adapter serves the sync hook, the async hook and the tests, and a new platform i
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import math
 import mimetypes
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, ClassVar, TypeVar
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone, tzinfo
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -67,9 +81,243 @@ class ErrorInfo:
 
 
 class WireFormat(BaseModel):
-    """Per-platform response schemas: extra fields are tolerated, missing optional ones are None."""
+    """
+    Per-platform response schemas: extra fields are tolerated, missing optional ones are None.
+
+    Only the fields a decision needs (the run id, the status word) are declared with plain strict types;
+    every other field uses one of the tolerant types below, so an odd value degrades to None instead of
+    failing the poll (see :func:`tolerant`).
+    """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+# --- tolerant reading ----------------------------------------------------------------------------------
+#: Validation context keys: where unreadable fields are noted, and the zone of timestamps without offset.
+UNREADABLE = "wfrun_unreadable"
+ZONE = "wfrun_zone"
+#: Outputs that are not an object (a list, a number, a plain string) are kept under this key.
+OUTPUT_VALUE_KEY = "value"
+#: Money at or beyond this magnitude (10**12 of any currency or credits) is not a real run's cost.
+MONEY_LIMIT = Decimal(10) ** 12
+#: Money with more decimal places than this is not an amount either (and would print as pages of zeros).
+MONEY_MAX_PLACES = 18
+#: Upper bounds of plausible durations and counts; beyond them a value is noise, not a measurement.
+MAX_SECONDS = 10 * 366 * 24 * 3600.0
+MAX_COUNT = 10**15
+MAX_QUEUE_POSITION = 10**9
+#: Errors a reading step may raise on hostile input; all of them mean "this field is unreadable".
+_READ_ERRORS = (ValidationError, ValueError, TypeError, ArithmeticError, RecursionError, KeyError, OSError)
+
+Reader = Callable[[Any, Mapping[str, Any]], Any]
+
+
+def tolerant(read: Reader | None = None) -> WrapValidator:
+    """
+    A field validator that turns an unreadable value into None and notes the field's name.
+
+    ``read(value, context)`` converts the wire value first (numbers given as text, an object where text
+    was expected...); then pydantic validates the result against the field's type. Whatever fails, the
+    field is None and ``(field name, value)`` is appended to the context's :data:`UNREADABLE` list, which
+    :meth:`PlatformAdapter.validate` logs once per run.
+    """
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        context = info.context or {}
+        try:
+            return handler(read(value, context) if read is not None else value)
+        except _READ_ERRORS:
+            notes = context.get(UNREADABLE)
+            if notes is not None:
+                notes.append((info.field_name or "?", value))
+            return None
+
+    return WrapValidator(validate)
+
+
+def _number(value: Any) -> float:
+    """A finite float from a JSON number or numeric text; booleans are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise TypeError(f"not a number: {type(value).__name__}")
+    number = float(value.strip() if isinstance(value, str) else value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def _bounded(low: float, high: float, *, integral: bool = False) -> Reader:
+    def read(value: Any, context: Mapping[str, Any]) -> float | int:
+        number = _number(value)
+        if not low <= number <= high:
+            raise ValueError(f"{number} is outside {low}..{high}")
+        if integral:
+            if not number.is_integer():
+                raise ValueError(f"{number} is not a whole number")
+            return int(number)
+        return number
+
+    return read
+
+
+def _money(value: Any, context: Mapping[str, Any]) -> Decimal:
+    """Exact money: text and integers as written, floats by their shortest repr (0.0002878)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise TypeError(f"not an amount: {type(value).__name__}")
+    text = repr(value) if isinstance(value, float) else str(value).strip()
+    if len(text) > 64:
+        raise ValueError("an amount of more than 64 characters")
+    amount = Decimal(text)
+    if not amount.is_finite() or abs(amount) >= MONEY_LIMIT:
+        raise ValueError(f"{text} is not a plausible amount")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MONEY_MAX_PLACES:
+        raise ValueError(f"{text} has more than {MONEY_MAX_PLACES} decimal places")
+    return amount
+
+
+def _scalar_text(value: Any, context: Mapping[str, Any]) -> str:
+    """Text from text or a number (ids given as integers); anything else is unreadable."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not text")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (float, Decimal)):
+        return _number_text(value)
+    raise TypeError(f"not text: {type(value).__name__}")
+
+
+def _number_text(value: float | Decimal) -> str:
+    """A number as an id or a message would have written it: ``9`` for 9.0, ``12.5``, never ``1E+13``."""
+    number = Decimal(repr(value)) if isinstance(value, float) else value
+    if not number.is_finite():
+        raise ValueError("not a finite number")
+    if number == number.to_integral_value():
+        return str(int(number))
+    return format(number.normalize(), "f")
+
+
+_MESSAGE_KEYS = ("message", "msg", "reason", "error", "detail", "description")
+
+
+def _message(value: Any, context: Mapping[str, Any], depth: int = 0) -> str:
+    """A human message from text, an object carrying one (``{"message": ...}``) or a list of them."""
+    if depth > 4:
+        raise ValueError("message nested too deeply")
+    if isinstance(value, dict):
+        for key in _MESSAGE_KEYS:
+            if value.get(key) not in (None, "", {}, []):
+                return _message(value[key], context, depth + 1)
+        return json.dumps(value, ensure_ascii=False, default=str)[:2000]
+    if isinstance(value, list):
+        return "; ".join(_message(item, context, depth + 1) for item in value[:20] if item is not None)
+    return _scalar_text(value, context)
+
+
+def _decoded(value: Any) -> Any:
+    """A JSON document given as text is decoded; anything else is returned as it is."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("{", "["):
+            return json.loads(text)
+    return value
+
+
+def _record(value: Any, context: Mapping[str, Any]) -> Any:
+    """
+    An object, also when given as JSON text or as a list holding it (its first object). Other values go
+    to the model, which may read them (an error given as plain text) or not (then the field is None).
+    """
+    value = _decoded(value)
+    if isinstance(value, list):
+        value = next((item for item in value if isinstance(item, dict)), None)
+    return value
+
+
+def _records(value: Any, context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A list of objects; a lone object counts as a list of one, items that are not objects are dropped."""
+    value = _decoded(value)
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, list):
+        raise TypeError("not a list")
+    kept = [item for item in value if isinstance(item, dict)]
+    if len(kept) < len(value):
+        notes = context.get(UNREADABLE)
+        if notes is not None:
+            notes.append(("<list item>", [item for item in value if not isinstance(item, dict)][:3]))
+    return kept
+
+
+def _outputs(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs are an object; JSON text is decoded, a non-object is kept under :data:`OUTPUT_VALUE_KEY`."""
+    with contextlib.suppress(ValueError):  # text that merely starts like JSON stays the text it is
+        value = _decoded(value)
+    if isinstance(value, dict):
+        return value
+    return {OUTPUT_VALUE_KEY: value}
+
+
+def _instant(unit_seconds: float) -> Reader:
+    """
+    A timestamp to aware UTC: a number (or numeric text) counts ``unit_seconds`` per unit since the Unix
+    epoch; other text is ISO 8601, and one without an offset is in the context's zone (UTC by default).
+    """
+
+    def read(value: Any, context: Mapping[str, Any]) -> datetime | None:
+        if isinstance(value, str) and not _looks_numeric(value):
+            return from_iso(value, zone=context.get(ZONE) or timezone.utc)
+        return datetime.fromtimestamp(_number(value) * unit_seconds, tz=timezone.utc)
+
+    return read
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+#: Free text and ids (a number is taken as its digits).
+Text = Annotated[str | None, tolerant(_scalar_text)]
+#: A human message: text, or the message of an object or of a list of them.
+Message = Annotated[str | None, tolerant(_message)]
+#: Counts (tokens, steps): whole, non-negative and plausible.
+Count = Annotated[int | None, tolerant(_bounded(0, MAX_COUNT, integral=True))]
+QueuePosition = Annotated[int | None, tolerant(_bounded(0, MAX_QUEUE_POSITION, integral=True))]
+Percent = Annotated[float | None, tolerant(_bounded(0.0, 100.0))]
+Seconds = Annotated[float | None, tolerant(_bounded(0.0, MAX_SECONDS))]
+Millis = Annotated[float | None, tolerant(_bounded(0.0, MAX_SECONDS * 1000))]
+Amount = Annotated[Decimal | None, tolerant(_money)]
+UnixSeconds = Annotated[datetime | None, tolerant(_instant(1.0))]
+UnixMillis = Annotated[datetime | None, tolerant(_instant(0.001))]
+IsoTime = UnixSeconds  # the same reader: ISO text, or Unix seconds if a platform sends a number
+Outputs = Annotated[dict[str, Any] | None, tolerant(_outputs)]
+#: Wrap a nested model: ``Annotated[_Error | None, Record]``.
+Record = tolerant(_record)
+Records = tolerant(_records)
+
+
+class _OncePerRun:
+    """Remembers which (run, field) pairs were logged already; bounded, the oldest are forgotten first."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._seen: OrderedDict[tuple[str | None, str], None] = OrderedDict()
+        self._limit = limit
+
+    def first(self, run_id: str | None, what: str) -> bool:
+        key = (run_id, what)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+        return True
 
 
 class PlatformAdapter(ABC):
@@ -93,10 +341,17 @@ class PlatformAdapter(ABC):
     not_found_error_codes: ClassVar[frozenset[str]] = frozenset()
     #: Codes of a 429 that is a spent quota rather than a momentary limit: retrying cannot help.
     quota_error_codes: ClassVar[frozenset[str]] = frozenset()
+    #: Codes that mean "try again shortly" whatever the HTTP status (chenyu's engine being unavailable):
+    #: the error is transient, so it is retried like a 503.
+    transient_error_codes: ClassVar[frozenset[str]] = frozenset()
+    #: Zone of timestamps the platform writes without an offset; the connection extra ``timezone``
+    #: (an IANA name such as ``Asia/Shanghai``, or ``+08:00``) overrides it.
+    default_timezone: ClassVar[tzinfo] = timezone.utc
     #: Platform status word -> normalized status.
     statuses: ClassVar[Mapping[str, RunStatus]]
-    #: Connection extra fields this platform reads, with a description for the connection form.
-    extra_fields: ClassVar[Mapping[str, str]] = {}
+    #: Connection extra fields this platform reads, as the connection form shows them (label, description,
+    #: ``kind`` str or bool, placeholder); ``connection_form`` builds Airflow's forms from them.
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {}
     #: What this platform's run ids look like, to catch an id meant for another platform before calling.
     run_id_pattern: ClassVar[re.Pattern[str] | None] = None
     run_id_example: ClassVar[str] = ""
@@ -109,6 +364,29 @@ class PlatformAdapter(ABC):
 
     def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
         self.extra: Mapping[str, Any] = extra or {}
+        self.timezone = self._zone()
+        # What was logged already (unknown status words, unreadable fields), per run: an instance
+        # attribute, not module state, so one hook (one trigger, one task) logs each thing once per run.
+        self._logged = _OncePerRun()
+
+    def _zone(self) -> tzinfo:
+        """The ``timezone`` extra as a zone; a bad value is a connection error, raised before any call."""
+        value = self.extra.get("timezone")
+        if value in (None, ""):
+            return self.default_timezone
+        text = str(value).strip()
+        offset = re.fullmatch(r"(?:UTC)?([+-])(\d{2}):?(\d{2})", text)
+        if offset:
+            sign = -1 if offset.group(1) == "-" else 1
+            return timezone(sign * timedelta(hours=int(offset.group(2)), minutes=int(offset.group(3))))
+        try:
+            return ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInputError(
+                f"connection extra timezone {value!r} is not a time zone; use an IANA name such as "
+                "'Asia/Shanghai' or 'UTC', or an offset such as '+08:00'",
+                platform=self.name,
+            ) from None
 
     @classmethod
     def auth_headers(cls, api_key: str) -> dict[str, str]:
@@ -206,7 +484,22 @@ class PlatformAdapter(ABC):
         template = self.extra.get("run_url_template")
         if template:
             return str(template).format(run_id=run_id, workflow_id=workflow_id or "")
-        return self.get_request(run_id).url(base_url)
+        request = self.get_request(run_id)
+        if request.json and not request.params:  # a POST query (GPTBots): the link carries its body
+            request = replace(request, params={key: str(value) for key, value in request.json.items()})
+        return request.url(base_url)
+
+    def with_run_url(self, run: WorkflowRun, *, base_url: str) -> WorkflowRun:
+        """``run`` with its :meth:`run_url`; unchanged (and logged) when the URL template cannot be filled."""
+        try:
+            url = self.run_url(run.run_id, base_url=base_url, workflow_id=run.workflow_id)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            if self._logged.first(run.run_id, "run_url"):
+                log.warning(
+                    "%s run %s: no run_url, its template cannot be filled (%r)", self.name, run.run_id, exc
+                )
+            return run
+        return run.model_copy(update={"run_url": url})
 
     # --- shared machinery ------------------------------------------------------------------------
     def raise_for_error(
@@ -224,7 +517,7 @@ class PlatformAdapter(ABC):
             return
         code = info.code if info else None
         message = (info.message if info else None) or fallback or f"HTTP {status_code}"
-        where = {"platform": self.name, "run_id": run_id}
+        where: dict[str, Any] = {"platform": self.name, "run_id": run_id}
         if code in self.quota_error_codes:
             raise PlatformError(
                 f"quota exhausted ({code}): {message}",
@@ -240,27 +533,45 @@ class PlatformAdapter(ABC):
                 f"the API key was rejected ({message}); check the connection's password", **where
             )
         if status_code == 404 or code in self.not_found_error_codes:
-            raise RunNotFoundError(f"not found: {message}", **where)
+            # A 404 without the platform's error body is usually the API root, not the run.
+            hint = "" if info else f"; check that the host has its version segment, like {self.default_host}"
+            raise RunNotFoundError(f"not found: {message}{hint}", **where)
         label = f"{code} (HTTP {status_code})" if code and code != str(status_code) else str(status_code)
         raise PlatformError(
             f"platform error {label}: {message}",
             code=code,
             platform_message=info.message if info else None,
             http_status=status_code,
+            transient=code in self.transient_error_codes,
             **where,
         )
 
     def validate(
-        self, model: type[WireModel], payload: Any, *, run_id: str | None = None, at: str = ""
+        self,
+        model: type[WireModel],
+        payload: Any,
+        *,
+        run_id: str | None = None,
+        at: str = "",
+        essential: Collection[str] = (),
     ) -> WireModel:
         """
         Parse a body into its wire schema, turning a validation failure into a one-line typed error.
 
         ``at`` is the path of ``payload`` inside the response (``"data"`` in an envelope), so the error
-        names the field as it appears on the wire.
+        names the field as it appears on the wire. Tolerant fields that could not be read are None and
+        logged once per run; naming one in ``essential`` makes it fail the read instead.
         """
+        unreadable: list[tuple[str, Any]] = []
         try:
-            return model.model_validate(payload)
+            parsed = model.model_validate(payload, context={UNREADABLE: unreadable, ZONE: self.timezone})
+        except RecursionError:
+            raise InvalidResponseError(
+                "unexpected response: nested too deeply to read",
+                platform=self.name,
+                run_id=run_id,
+                field=at or "<body>",
+            ) from None
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(part) for part in (at, *first["loc"]) if part != "") or "<body>"
@@ -271,13 +582,38 @@ class PlatformAdapter(ABC):
                 run_id=run_id,
                 field=field,
             ) from None
+        for name, value in unreadable:
+            field = ".".join(part for part in (at, name) if part)
+            if name in essential:
+                raise InvalidResponseError(
+                    f"unexpected response: field '{field}' cannot be read (got {_shown(value)})",
+                    platform=self.name,
+                    run_id=run_id,
+                    field=field,
+                )
+            if self._logged.first(run_id, f"field:{field}"):
+                log.warning(
+                    "%s run %s: field '%s' could not be read (got %s); it is left empty, and the "
+                    "answer is kept whole in the run's raw",
+                    self.name,
+                    run_id or "(new)",
+                    field,
+                    _shown(value),
+                )
+        return parsed
 
-    def map_status(self, word: str | None) -> RunStatus:
+    def map_status(self, word: str | None, *, run_id: str | None = None) -> RunStatus:
         if word is None:
             return RunStatus.UNKNOWN
         status = self.statuses.get(word)
         if status is None:
-            _warn_unknown_status(self.name, word)
+            if self._logged.first(run_id, f"status:{word}"):
+                log.warning(
+                    "%s reported run status %r, which this provider does not know; treating it as not "
+                    "finished",
+                    self.name,
+                    word,
+                )
             return RunStatus.UNKNOWN
         return status
 
@@ -293,18 +629,23 @@ class PlatformAdapter(ABC):
         return InvalidInputError(message, platform=self.name)
 
 
-_unknown_statuses_seen: set[tuple[str, str]] = set()
+def readable(value: Any) -> str | None:
+    """Text of an error code or message, whatever shape it came in (never raises); None when absent."""
+    if value is None:
+        return None
+    try:
+        return _message(value, {})
+    except _READ_ERRORS:
+        return f"<unreadable {type(value).__name__}>"
 
 
-def _warn_unknown_status(platform: str, word: str) -> None:
-    if (platform, word) in _unknown_statuses_seen:
-        return
-    _unknown_statuses_seen.add((platform, word))
-    log.warning(
-        "%s reported run status %r, which this provider does not know; treating it as not finished",
-        platform,
-        word,
-    )
+def _shown(value: Any) -> str:
+    """A short, safe description of an unreadable value for a log line."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = "<nested too deeply to show>"
+    return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
 
 
 # --- output files ------------------------------------------------------------------------------------
@@ -318,14 +659,16 @@ def walk_outputs(outputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
     Every value in ``outputs`` with its key path (``"a.b[0]"``), depth first, bounded in depth and count.
     """
     found: list[tuple[str, Any]] = []
-    stack: list[tuple[str, Any, int]] = [(str(key), value, 1) for key, value in reversed(outputs.items())]
+    stack: list[tuple[str, Any, int]] = [
+        (str(key), value, 1) for key, value in reversed(list(outputs.items()))
+    ]
     while stack and len(found) < MAX_OUTPUT_FILES * 10:
         path, value, depth = stack.pop()
         found.append((path, value))
         if depth >= MAX_OUTPUT_DEPTH:
             continue
         if isinstance(value, Mapping):
-            stack.extend((f"{path}.{key}", item, depth + 1) for key, item in reversed(value.items()))
+            stack.extend((f"{path}.{key}", item, depth + 1) for key, item in reversed(list(value.items())))
         elif isinstance(value, list):
             stack.extend(
                 (f"{path}[{index}]", item, depth + 1) for index, item in reversed(list(enumerate(value)))
@@ -360,25 +703,22 @@ def absolute_url(url: str, base_url: str) -> str:
 
 
 # --- unit conversions -------------------------------------------------------------------------------
-def from_unix_seconds(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc)
-
-
-def from_unix_millis(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1000, tz=timezone.utc)
-
-
-def from_iso(value: str | None) -> datetime | None:
-    """ISO-8601 text to aware UTC; a string without offset is taken as UTC."""
+def from_iso(value: str | None, *, zone: tzinfo = timezone.utc) -> datetime | None:
+    """ISO-8601 text to aware UTC; a string without offset is in ``zone`` (UTC unless told otherwise)."""
     if not value:
         return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=zone)
     return parsed.astimezone(timezone.utc)
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None or end is None:
+    if start is None or end is None or end < start:
         return None
     return round((end - start).total_seconds(), 3)
+
+
+def duration(reported: float | None, start: datetime | None, end: datetime | None) -> float | None:
+    """The platform's own duration when it gives one, else the time between start and end."""
+    return reported if reported is not None else seconds_between(start, end)

@@ -14,8 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+from pydantic import model_validator
+
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
+from airflow_provider_wfrun.exceptions import InvalidResponseError
 from airflow_provider_wfrun.models import (
     OutputFile,
     RunCost,
@@ -26,12 +30,22 @@ from airflow_provider_wfrun.models import (
     WorkflowRun,
 )
 from airflow_provider_wfrun.platforms.base import (
+    Amount,
     ApiRequest,
     ErrorInfo,
+    IsoTime,
+    Message,
+    Outputs,
+    Percent,
     PlatformAdapter,
+    QueuePosition,
+    Record,
+    Records,
+    Seconds,
+    Text,
     WireFormat,
-    from_iso,
-    seconds_between,
+    duration,
+    readable,
     url_files,
 )
 
@@ -40,74 +54,91 @@ CURRENCY = "CNY"
 
 class _Envelope(WireFormat):
     code: int
-    msg: str | None = None
-    data: Any = None
+    msg: Message = None
+    data: Annotated[dict[str, Any] | None, Record] = None
 
 
 class _QueueInfo(WireFormat):
-    position: int | None = None
-    estimated_wait_sec: float | None = None
+    position: QueuePosition = None
+    estimated_wait_sec: Seconds = None
 
 
 class _Error(WireFormat):
-    reason: str | None = None
-    detail: str | None = None
-    engine_code: str | None = None
-    status_code: int | None = None
-    code: str | int | None = None
-    message: str | None = None
+    reason: Message = None
+    detail: Message = None
+    engine_code: Text = None
+    status_code: Text = None
+    code: Text = None
+    message: Message = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        """An error given as plain text (not as the documented object) is its reason."""
+        return {"reason": value} if isinstance(value, str) else value
 
 
 class _Log(WireFormat):
-    at: str | None = None
-    event_type: str | None = None
-    level: str | None = None
-    message: str | None = None
-    node_id: str | None = None
+    at: IsoTime = None
+    event_type: Text = None
+    level: Text = None
+    message: Message = None
+    node_id: Text = None
 
 
 class _Execution(WireFormat):
-    task_id: str | None = None
-    workflow_id: str | None = None
+    task_id: Text = None
+    workflow_id: Text = None
     status: str
-    queue_info: _QueueInfo | None = None
-    progress_percent: float | None = None
-    logs: list[_Log] | None = None
-    actual_execution_duration_sec: float | None = None
-    compute_cost: Decimal | None = None
-    external_model_cost: Decimal | None = None
-    total_cost: Decimal | None = None
-    outputs: dict[str, Any] | None = None
-    error: _Error | None = None
-    created_at: str | None = None
-    started_at: str | None = None
-    terminal_at: str | None = None
+    queue_info: Annotated[_QueueInfo | None, Record] = None
+    progress_percent: Percent = None
+    logs: Annotated[list[_Log] | None, Records] = None
+    actual_execution_duration_sec: Seconds = None
+    compute_cost: Amount = None
+    external_model_cost: Amount = None
+    total_cost: Amount = None
+    outputs: Outputs = None
+    error: Annotated[_Error | None, Record] = None
+    created_at: IsoTime = None
+    started_at: IsoTime = None
+    terminal_at: IsoTime = None
 
 
 class _Submitted(WireFormat):
     run_order_id: str
-    workflow_id: str | None = None
-    run_status: str | None = None
-    task_id: str | None = None
-    quote_amount: Decimal | None = None
-    quote_currency: str | None = None
-    freeze_status: str | None = None
+    workflow_id: Text = None
+    run_status: Text = None
+    task_id: Text = None
+    quote_amount: Amount = None
+    quote_currency: Text = None
+    freeze_status: Text = None
 
 
 class _Info(WireFormat):
-    run_order_id: str | None = None
-    quote_amount: Decimal | None = None
-    quote_currency: str | None = None
-    run_status: str | None = None
-    settlement_status: str | None = None
-    outputs: dict[str, Any] | None = None
-    compute_cost: Decimal | None = None
-    external_model_cost: Decimal | None = None
-    total_cost: Decimal | None = None
-    final_amount: Decimal | None = None
-    released_amount: Decimal | None = None
-    error_code: str | None = None
-    error_message: str | None = None
+    run_order_id: Text = None
+    quote_amount: Amount = None
+    quote_currency: Text = None
+    run_status: Text = None
+    settlement_status: Text = None
+    outputs: Outputs = None
+    compute_cost: Amount = None
+    external_model_cost: Amount = None
+    total_cost: Amount = None
+    final_amount: Amount = None
+    released_amount: Amount = None
+    error_code: Text = None
+    error_message: Message = None
+
+
+#: Billing is only worth recording when its amounts are; an unreadable one discards the settlement.
+_SETTLEMENT_AMOUNTS = (
+    "quote_amount",
+    "compute_cost",
+    "external_model_cost",
+    "total_cost",
+    "final_amount",
+    "released_amount",
+)
 
 
 class _Asset(WireFormat):
@@ -124,12 +155,25 @@ class ChenyuAdapter(PlatformAdapter):
     display_name = "chenyu.cn"
     default_host = "https://www.chenyu.cn/api/open/v2"
     idempotent_submit = True
-    extra_fields = {
-        "accept_external_cost_risk": "Accept workflows that may incur external model costs (true/false)"
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
+        "accept_external_cost_risk": {
+            "label": "Accept external model costs",
+            "description": "Run workflows that may call paid external models",
+            "kind": "bool",
+        },
+        "timezone": {
+            "label": "Time zone of timestamps",
+            "description": "Zone of chenyu timestamps written without an offset (default UTC)",
+            "placeholder": "Asia/Shanghai",
+        },
     }
     requires_workflow_id = True
     auth_error_codes = frozenset({"401", "403"})
     not_found_error_codes = frozenset({"404", "TASK_NOT_FOUND"})
+    #: The execution document: "when the execution engine is temporarily unavailable or answers an error,
+    #: the call returns a short reason and the detailed error" (``data.error``, inside an HTTP 200). An
+    #: unavailable engine (its code, or the gateway statuses it reports) is worth another try.
+    transient_error_codes = frozenset({"ENGINE_UNAVAILABLE", "502", "503", "504"})
     run_id_pattern = re.compile(r"wfrun_\w+")
     run_id_example = "wfrun_314ff7d8b7a5beff1388"
     statuses: ClassVar[Mapping[str, RunStatus]] = {
@@ -204,7 +248,7 @@ class ChenyuAdapter(PlatformAdapter):
             run_id=data.run_order_id,
             workflow_id=data.workflow_id,
             task_id=data.task_id,
-            status=self.map_status(data.run_status or "queued"),
+            status=self.map_status(data.run_status or "queued", run_id=data.run_order_id),
             platform_status=data.run_status,
             settlement=RunSettlement(quote=data.quote_amount, currency=data.quote_currency),
             raw=payload,
@@ -212,9 +256,9 @@ class ChenyuAdapter(PlatformAdapter):
 
     def parse_run(self, payload: Any, *, run_id: str) -> WorkflowRun:
         data = self.validate(_Execution, self._data(payload, run_id=run_id), run_id=run_id, at="data")
-        status = self.map_status(data.status)
+        status = self.map_status(data.status, run_id=run_id)
         queue = data.queue_info or _QueueInfo()
-        started, finished = from_iso(data.started_at), from_iso(data.terminal_at)
+        started, finished = data.started_at, data.terminal_at
         return WorkflowRun(
             platform=self.name,
             run_id=run_id,
@@ -234,20 +278,30 @@ class ChenyuAdapter(PlatformAdapter):
             queue_position=queue.position,
             eta_seconds=queue.estimated_wait_sec,
             logs=tuple(_log_entry(line) for line in data.logs or ()),
-            created_at=from_iso(data.created_at),
+            created_at=data.created_at,
             started_at=started,
             finished_at=finished,
-            duration_seconds=(
-                data.actual_execution_duration_sec
-                if data.actual_execution_duration_sec is not None
-                else seconds_between(started, finished)
-            ),
+            duration_seconds=duration(data.actual_execution_duration_sec, started, finished),
             raw=payload,
         )
 
     def apply_settlement(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
-        """Exact 8-decimal amounts from the run order replace the execution's float costs."""
-        info = self.validate(_Info, self._data(payload, run_id=run.run_id), run_id=run.run_id, at="data")
+        """
+        Exact 8-decimal amounts from the run order replace the execution's float costs.
+
+        An amount that cannot be read fails this call (``InvalidResponseError``): half a settlement would
+        be wrong money. The hook then keeps the run as ``/execution`` described it, without settlement.
+        """
+        data = self._data(payload, run_id=run.run_id)
+        info = self.validate(_Info, data, run_id=run.run_id, at="data", essential=_SETTLEMENT_AMOUNTS)
+        if info.run_order_id is not None and info.run_order_id != run.run_id:
+            raise InvalidResponseError(
+                f"asked for the settlement of run {run.run_id!r}, the platform answered about run "
+                f"{info.run_order_id!r}; the answer was not used",
+                platform=self.name,
+                run_id=run.run_id,
+                field="data.run_order_id",
+            )
         currency = info.quote_currency or CURRENCY
         update: dict[str, Any] = {
             "cost": run.cost.model_copy(
@@ -279,31 +333,40 @@ class ChenyuAdapter(PlatformAdapter):
     def error_info(self, payload: Any) -> ErrorInfo | None:
         if not isinstance(payload, dict) or "code" not in payload:
             return None
-        if payload.get("code") == 0:
+        code = readable(payload.get("code"))
+        if code == "0":
             return None
-        data = payload.get("data")
-        error = _Error.model_validate(data["error"]) if isinstance(data, dict) and data.get("error") else None
-        code = (error and (error.engine_code or _str(error.status_code))) or str(payload.get("code"))
-        message = payload.get("msg")
+        error = self.validate(_ErrorBody, payload).error
+        if error is not None:
+            code = error.engine_code or error.status_code or code
+        message = readable(payload.get("msg"))
         if error and error.detail:
             message = f"{error.reason or message}: {error.detail}"
-        return ErrorInfo(code=code, message=None if message is None else str(message))
+        return ErrorInfo(code=code, message=message)
 
     def _data(self, payload: Any, *, run_id: str | None = None) -> Any:
         return self.validate(_Envelope, payload, run_id=run_id).data
+
+
+class _ErrorData(WireFormat):
+    error: Annotated[_Error | None, Record] = None
+
+
+class _ErrorBody(WireFormat):
+    data: Annotated[_ErrorData | None, Record] = None
+
+    @property
+    def error(self) -> _Error | None:
+        return self.data.error if self.data else None
 
 
 def _first(*values: Decimal | None) -> Decimal | None:
     return next((v for v in values if v is not None), None)
 
 
-def _str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
 def _log_entry(line: _Log) -> RunLogEntry:
     return RunLogEntry(
-        at=from_iso(line.at),
+        at=line.at,
         level=line.level,
         message=line.message or "",
         event_type=line.event_type,
@@ -313,8 +376,8 @@ def _log_entry(line: _Log) -> RunLogEntry:
 
 def _run_error(status: RunStatus, error: _Error | None) -> RunError | None:
     reason = error and (error.reason or error.message)
-    if reason:
-        return RunError(reason=reason, detail=error.detail, code=error.engine_code or _str(error.code))
+    if error is not None and reason:
+        return RunError(reason=reason, detail=error.detail, code=error.engine_code or error.code)
     if status is RunStatus.FAILED:
         return RunError(reason="chenyu reported the run failed without a reason")
     if status is RunStatus.CANCELED:

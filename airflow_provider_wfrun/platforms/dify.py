@@ -16,18 +16,26 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.exceptions import NotSupportedError
 from airflow_provider_wfrun.human_input import HumanInputAction, HumanInputField, HumanInputForm
 from airflow_provider_wfrun.models import OutputFile, RunCost, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
     ApiRequest,
+    Count,
     ErrorInfo,
+    Message,
+    Outputs,
     PlatformAdapter,
+    Seconds,
+    Text,
+    UnixSeconds,
     WireFormat,
     absolute_url,
+    duration,
     file_name,
-    from_unix_seconds,
     media_type,
+    readable,
     walk_outputs,
 )
 
@@ -40,21 +48,25 @@ FILE_IDENTITY = "__dify__file__"
 
 class _RunDetail(WireFormat):
     id: str
-    workflow_id: str | None = None
+    workflow_id: Text = None
     status: str
-    outputs: dict[str, Any] | None = None
-    error: str | None = None
-    total_steps: int | None = None
-    total_tokens: int | None = None
-    created_at: int | None = None
-    finished_at: int | None = None
-    elapsed_time: float | None = None
+    outputs: Outputs = None
+    error: Message = None
+    total_steps: Count = None
+    total_tokens: Count = None
+    created_at: UnixSeconds = None
+    finished_at: UnixSeconds = None
+    elapsed_time: Seconds = None
 
 
 class _StartedData(WireFormat):
     id: str
-    workflow_id: str | None = None
-    created_at: int | None = None
+    workflow_id: Text = None
+    created_at: UnixSeconds = None
+
+
+class _ErrorEvent(WireFormat):
+    status: Count = None
 
 
 class _StartedEvent(WireFormat):
@@ -92,20 +104,20 @@ class _FormInput(WireFormat):
 
 class _FormAction(WireFormat):
     id: str
-    title: str | None = None
+    title: Text = None
 
 
 class _Form(WireFormat):
     """``GET /form/human_input/{token}``, and the ``data`` of a ``human_input_required`` event."""
 
     form_token: str | None = None
-    node_title: str | None = None
-    form_content: str | None = None
+    node_title: Text = None
+    form_content: Text = None
     inputs: list[_FormInput] | None = None
     resolved_default_values: dict[str, Any] | None = None
     user_actions: list[_FormAction] | None = None
     actions: list[_FormAction] | None = None
-    expiration_time: int | None = None
+    expiration_time: UnixSeconds = None
 
 
 class _Uploaded(WireFormat):
@@ -140,7 +152,9 @@ class DifyAdapter(PlatformAdapter):
     display_name = "Dify"
     default_host = "https://api.dify.ai/v1"
     supports_cancel = True
-    extra_fields = {"user": "End-user id Dify scopes runs to (default: airflow)"}
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
+        "user": {"label": "End-user id", "description": "Dify scopes runs to it", "placeholder": "airflow"}
+    }
     auth_error_codes = frozenset({"unauthorized", "forbidden"})
     not_found_error_codes = frozenset({"not_found"})
     quota_error_codes = frozenset({"rate_limit_error"})
@@ -236,7 +250,7 @@ class DifyAdapter(PlatformAdapter):
                 HumanInputAction(id=action.id, title=action.title or action.id)
                 for action in (form.user_actions or form.actions or ())
             ),
-            expires_at=from_unix_seconds(form.expiration_time),
+            expires_at=form.expiration_time,
         )
 
     # --- input files ------------------------------------------------------------------------------
@@ -263,7 +277,7 @@ class DifyAdapter(PlatformAdapter):
     def read_submit_event(self, payload: Any) -> WorkflowRun | None:
         event = payload.get("event") if isinstance(payload, dict) else None
         if event == "error":
-            self.raise_for_error(int(payload.get("status") or 500), payload)
+            self.raise_for_error(self.validate(_ErrorEvent, payload).status or 500, payload)
         if event != "workflow_started":
             return None
         started = self.validate(_StartedEvent, payload)
@@ -274,8 +288,8 @@ class DifyAdapter(PlatformAdapter):
             workflow_id=started.data.workflow_id,
             status=RunStatus.RUNNING,
             platform_status="running",
-            created_at=from_unix_seconds(started.data.created_at),
-            started_at=from_unix_seconds(started.data.created_at),
+            created_at=started.data.created_at,
+            started_at=started.data.created_at,
             raw=payload,
         )
 
@@ -317,11 +331,11 @@ class DifyAdapter(PlatformAdapter):
 
     def error_info(self, payload: Any) -> ErrorInfo | None:
         if isinstance(payload, dict) and "code" in payload and "message" in payload:
-            return ErrorInfo(code=str(payload["code"]), message=str(payload["message"]))
+            return ErrorInfo(code=readable(payload["code"]), message=readable(payload["message"]))
         return None
 
     def _from_detail(self, detail: _RunDetail, *, raw: Any) -> WorkflowRun:
-        status = self.map_status(detail.status)
+        status = self.map_status(detail.status, run_id=detail.id)
         return WorkflowRun(
             platform=self.name,
             run_id=detail.id,
@@ -331,10 +345,10 @@ class DifyAdapter(PlatformAdapter):
             outputs=detail.outputs or {},
             cost=RunCost(tokens=detail.total_tokens),
             error=_run_error(status, detail.error),
-            created_at=from_unix_seconds(detail.created_at),
-            started_at=from_unix_seconds(detail.created_at),
-            finished_at=from_unix_seconds(detail.finished_at),
-            duration_seconds=detail.elapsed_time,
+            created_at=detail.created_at,
+            started_at=detail.created_at,
+            finished_at=detail.finished_at,
+            duration_seconds=duration(detail.elapsed_time, detail.created_at, detail.finished_at),
             raw=raw,
         )
 

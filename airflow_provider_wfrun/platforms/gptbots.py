@@ -10,36 +10,44 @@ on failed runs. Errors may arrive as ``{"code", "message"}`` bodies with HTTP 20
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any, ClassVar
 
+from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.models import RunCost, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
+    Amount,
     ApiRequest,
+    Count,
     ErrorInfo,
+    Message,
+    Millis,
+    Outputs,
     PlatformAdapter,
+    Text,
+    UnixMillis,
     WireFormat,
-    from_unix_millis,
+    duration,
+    readable,
 )
 
 CREDITS = "credits"
 
 
 class _RunResult(WireFormat):
-    workflowId: str | None = None
-    workflowName: str | None = None
-    workflowVersion: str | None = None
+    workflowId: Text = None
+    workflowName: Text = None
+    workflowVersion: Text = None
     workflowRunId: str
-    output: dict[str, Any] | None = None
-    workflowExecutionTime: float | None = None
+    output: Outputs = None
+    workflowExecutionTime: Millis = None
     status: str
-    totalCost: Decimal | None = None
-    totalTokens: int | None = None
-    startTime: int | None = None
-    endTime: int | None = None
+    totalCost: Amount = None
+    totalTokens: Count = None
+    startTime: UnixMillis = None
+    endTime: UnixMillis = None
     #: Not documented; read if a deployment sends one.
-    message: str | None = None
-    errorMessage: str | None = None
+    message: Message = None
+    errorMessage: Message = None
 
 
 class GptbotsAdapter(PlatformAdapter):
@@ -47,7 +55,9 @@ class GptbotsAdapter(PlatformAdapter):
     display_name = "GPTBots"
     default_host = "https://api-sg.gptbots.ai/v1"
     auth_error_codes = frozenset({"40127"})
-    extra_fields = {"user_id": "userId sent with each run (optional)"}
+    extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
+        "user_id": {"label": "User id", "description": "userId sent with each run (optional)"}
+    }
     statuses: ClassVar[Mapping[str, RunStatus]] = {
         "PENDING": RunStatus.QUEUED,
         "RUNNING": RunStatus.RUNNING,
@@ -79,9 +89,9 @@ class GptbotsAdapter(PlatformAdapter):
 
     def parse_run(self, payload: Any, *, run_id: str) -> WorkflowRun:
         result = self.validate(_RunResult, payload, run_id=run_id or None)
-        status = self.map_status(result.status)
-        started = from_unix_millis(result.startTime)
-        duration = result.workflowExecutionTime
+        status = self.map_status(result.status, run_id=result.workflowRunId)
+        started, finished = result.startTime, result.endTime
+        reported = result.workflowExecutionTime
         return WorkflowRun(
             platform=self.name,
             run_id=result.workflowRunId,
@@ -97,18 +107,18 @@ class GptbotsAdapter(PlatformAdapter):
             error=_run_error(status, result.message or result.errorMessage),
             created_at=started,
             started_at=started,
-            finished_at=from_unix_millis(result.endTime),
-            duration_seconds=None if duration is None else duration / 1000,
+            finished_at=finished,
+            duration_seconds=duration(None if reported is None else reported / 1000, started, finished),
             raw=payload,
         )
 
     def error_info(self, payload: Any) -> ErrorInfo | None:
         if not isinstance(payload, dict) or "code" not in payload or "workflowRunId" in payload:
             return None
-        if str(payload["code"]) == "0":
+        code = readable(payload["code"])
+        if code == "0":
             return None
-        message = payload.get("message") or payload.get("msg")
-        return ErrorInfo(code=str(payload["code"]), message=None if message is None else str(message))
+        return ErrorInfo(code=code, message=readable(payload.get("message") or payload.get("msg")))
 
 
 def _run_error(status: RunStatus, message: str | None) -> RunError | None:

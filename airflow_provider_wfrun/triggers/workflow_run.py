@@ -151,11 +151,12 @@ class WorkflowRunTrigger(BaseTrigger):
         hook = self._hook()
         failures = 0
         started = time.monotonic()
+        run: WorkflowRun | None
         while True:
             remaining = self.end_time - time.time()
             try:
                 # The run's deadline bounds each poll too: a slow platform cannot hold the trigger past it.
-                run = await asyncio.wait_for(hook.aget_run(self.run_id), timeout=max(remaining, 0.001))
+                polled = await asyncio.wait_for(hook.aget_run(self.run_id), timeout=max(remaining, 0.001))
             except asyncio.TimeoutError:
                 return self._timeout_event()
             except _FATAL_POLL_ERRORS as exc:
@@ -174,9 +175,10 @@ class WorkflowRunTrigger(BaseTrigger):
                 run = None
             else:
                 failures = 0
-                self._report(run)
-                if run.is_terminal:
-                    return self._event(run.status.value, _terminal_message(run))
+                self._report(polled)
+                if polled.is_terminal:
+                    return self._event(polled.status.value, _terminal_message(polled))
+                run = polled
             remaining = self.end_time - time.time()
             if remaining <= 0:
                 return self._timeout_event()
@@ -269,13 +271,15 @@ def next_poll_delay(
     max_poll_interval: float,
     elapsed: float | None = None,
     remaining: float | None = None,
+    waited: float | None = None,
 ) -> float:
     """
     Seconds until the next poll: the polling policy, a pure function of what the last poll said.
 
     ``elapsed`` (seconds this run has been waited for) turns on adaptive polling; without it the interval
     is ``poll_interval``, stretched to the platform's queue estimate when it gives one (the worker-side
-    wait and ``adaptive=False`` use that). Adaptive polling spends requests where they can tell something:
+    wait and ``adaptive=False`` use that; the worker passes ``waited``, the seconds since its wait began, for
+    the first-poll ramp of 3). Adaptive polling spends requests where they can tell something:
 
     1. **Queued with an estimate** (chenyu ``eta_seconds``): the run cannot end before it starts, so wait
        for the platform's estimate.
@@ -283,20 +287,22 @@ def next_poll_delay(
        clock, so no clock skew): extrapolate the rate, ``remaining = duration * (100 - p) / p``, and poll
        when it should be done. The wait is capped at the time already waited (at least ``poll_interval``),
        so a poor early estimate is corrected at the next poll rather than slept through.
-    3. **Nothing known** (Dify, GPTBots): poll every ``poll_interval`` at first, then back off to
-       :data:`BACKOFF_FRACTION` of the time waited so far. A run is never seen later than a quarter of its
-       age after it ended (nor later than ``max_poll_interval``), and an hour-long run costs tens of
-       requests, not hundreds.
+    3. **Nothing known** (Dify, GPTBots): a short run should not be seen a whole ``poll_interval`` late,
+       so the first waits ramp up, each as long as the time waited so far, from
+       :data:`PREDICTED_END_FRACTION` of ``poll_interval`` (2.5 s, 2.5 s, 5 s, then 10 s for the default);
+       then every ``poll_interval``, backing off to :data:`BACKOFF_FRACTION` of the time waited so far. A
+       run is never seen later than a quarter of its age after it ended once past the ramp (nor later than
+       ``max_poll_interval``), and an hour-long run costs tens of requests, not hundreds.
 
-    Only around a predicted end (1 and 2) do polls come closer than ``poll_interval``, down to
-    :data:`PREDICTED_END_FRACTION` of it; without a prediction the policy never polls more often than
-    asked. Every wait is capped at ``max_poll_interval`` and at ``remaining``, the time to the deadline, so
-    the trigger never sleeps past it. No clock is read here: the caller passes ``elapsed`` and ``remaining``.
+    Only around a predicted end (1 and 2) and in the first ``poll_interval`` of a wait (3) do polls come
+    closer than ``poll_interval``, never closer than :data:`PREDICTED_END_FRACTION` of it. Every wait is
+    capped at ``max_poll_interval`` and at ``remaining``, the time to the deadline, so the trigger never
+    sleeps past it. No clock is read here: the caller passes ``elapsed`` and ``remaining``.
     """
     ceiling = max(poll_interval, max_poll_interval)
     eta = _finite(run.eta_seconds) if run is not None else None
     if elapsed is None:
-        delay = poll_interval
+        delay = poll_interval if waited is None else _first_polls(waited, poll_interval)
         if eta:
             delay = max(poll_interval, min(eta, ceiling))
     else:
@@ -310,10 +316,15 @@ def next_poll_delay(
         elif expected is not None:
             delay = min(max(expected, near_end), max(poll_interval, elapsed), ceiling)
         else:
-            delay = min(max(elapsed * BACKOFF_FRACTION, poll_interval), ceiling)
+            delay = min(max(elapsed * BACKOFF_FRACTION, _first_polls(elapsed, poll_interval)), ceiling)
     if remaining is not None:
         delay = min(delay, max(remaining, 0.0))
     return delay
+
+
+def _first_polls(waited: float, poll_interval: float) -> float:
+    """Wait as long as already waited, from a fraction of ``poll_interval`` up to all of it."""
+    return min(poll_interval, max(waited, poll_interval * PREDICTED_END_FRACTION))
 
 
 def _expected_remaining(run: WorkflowRun | None) -> float | None:

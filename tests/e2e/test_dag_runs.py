@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.utils.state import DagRunState
-from conftest import API_KEY, BUNDLES, PLATFORMS, WORKFLOW_IDS
+from conftest import API_KEY, BUNDLES, PLATFORMS, WORKFLOW_IDS, DagBag
 
 pytestmark = pytest.mark.airflow_db
 

@@ -18,6 +18,12 @@ from typing import Any
 
 import pytest
 
+# The OpenLineage provider is in the `dev` and `openlineage` extras, not `test`: the floor venv has none.
+pytest.importorskip(
+    "airflow.providers.openlineage",
+    reason="needs the OpenLineage provider: pip install 'airflow-provider-wfrun[openlineage]'",
+)
+
 pytestmark = pytest.mark.airflow_db
 
 

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -466,7 +467,9 @@ def test_gptbots_async_run_progresses(gptbots_client: httpx.Client) -> None:
     assert statuses[0] == "PENDING"
     assert "RUNNING" in statuses
     for answer in seen[:-1]:
-        assert set(answer) == GPTBOTS_RESULT_KEYS - {
+        # A queued run has not started: no startTime until it runs (the times bracket the execution).
+        not_yet = {"startTime"} if answer["status"] == "PENDING" else set()
+        assert set(answer) == GPTBOTS_RESULT_KEYS - not_yet - {
             "output",
             "endTime",
             "workflowExecutionTime",
@@ -479,7 +482,8 @@ def test_gptbots_async_run_progresses(gptbots_client: httpx.Client) -> None:
     assert final["totalCost"] == 0.6928
     assert final["totalTokens"] == 150
     assert final["workflowExecutionTime"] == pytest.approx(400, abs=5)
-    assert final["endTime"] - final["startTime"] == pytest.approx(500, abs=5)
+    # The documented example: endTime - startTime = workflowExecutionTime (the queue is not included).
+    assert final["endTime"] - final["startTime"] == final["workflowExecutionTime"]
     assert final["startTime"] > 1_600_000_000_000
 
 
@@ -509,7 +513,7 @@ def test_gptbots_errors(gptbots_client: httpx.Client) -> None:
     assert no_input.json() == {"code": 40000, "message": "Invalid parameter"}
     unknown = gptbots_client.post("/workflow/query/result", json={"workflowRunId": "nope"})
     assert unknown.status_code == 200
-    assert unknown.json() == {"code": 40000, "message": "Invalid parameter: workflowRunId nope not found"}
+    assert unknown.json() == {"code": 40000, "message": "Invalid parameter"}
     assert gptbots_client.get("/api-key/verify").json() == {"type": "workflow", "id": gptbots.WORKFLOW_ID}
 
 
@@ -930,14 +934,20 @@ async def test_many_concurrent_runs(emulator: EmulatorServer) -> None:
 
 
 def test_ten_thousand_runs_are_cheap(emulator: EmulatorServer, chenyu_client: httpx.Client) -> None:
+    # Cheap in memory, the emulator's design (runs are records whose state is computed on read, no task per
+    # run): a soak or a benchmark of 10,000 runs fits. Speed is measured in benchmarks, not here.
     dialect = emulator.state.dialects["chenyu"]
-    started = time.monotonic()
-    for number in range(10_000):
-        extra = {"revision_id": "wfr_x", "task_id": f"t{number}", "prompt_id": "p", "billing_run_id": "b"}
-        emulator.state.create_run(
-            dialect, "wf_bulk", {"n": number}, run_id=f"wfrun_bulk{number}", extra=extra
-        )
-    assert time.monotonic() - started < 2
+    tracemalloc.start()
+    try:
+        for number in range(10_000):
+            extra = {"revision_id": "wfr_x", "task_id": f"t{number}", "prompt_id": "p", "billing_run_id": "b"}
+            emulator.state.create_run(
+                dialect, "wf_bulk", {"n": number}, run_id=f"wfrun_bulk{number}", extra=extra
+            )
+        allocated = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert allocated / 10_000 < 4096, f"{allocated / 10_000:.0f} bytes per run"
     assert chenyu_execution(chenyu_client, "wfrun_bulk9999")["status"] in ("queued", "running")
     assert len(emulator.state.list_runs("chenyu")) == 10_000
 

@@ -1,5 +1,8 @@
 """
-Reports for the fault matrix and the bad-input catalogue, printed at the end of the run.
+Reports for the fault matrix and the bad-input catalogue, written to a file at the end of the run.
+
+The terminal gets a short summary naming the file (``build/test-reports/faults.txt``, or the path in
+``WFRUN_FAULT_REPORT``), so ``make test`` stays readable; the file has every cell and case.
 
 ``tests/faults`` is a package so this file imports as ``faults.conftest`` and leaves the ``conftest``
 module of ``tests/`` (which test modules import helpers from) alone.
@@ -78,20 +81,53 @@ def reports(request: pytest.FixtureRequest) -> Reports:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     reports = config.stash.get(_REPORTS, None)
-    if reports is None:
+    if reports is None or not (reports.cells or reports.catalogue):
         return
+    lines: list[str] = []
     if reports.cells:
-        for line in matrix_lines(reports.cells):
-            terminalreporter.write_line(line)
+        lines += matrix_lines(reports.cells)
         target = os.environ.get("WFRUN_FAULT_MATRIX_MARKDOWN")
         if target:
             Path(target).write_text("\n".join(matrix_markdown(reports.cells)) + "\n")
     if reports.catalogue:
-        terminalreporter.write_sep("=", f"bad-input catalogue: {len(reports.catalogue)} cases")
-        for case in reports.catalogue:
-            terminalreporter.write_line(
-                f"{case['id']:<42} {case['error']:<20} {case['requests']:>2} req  {case['message'][:100]}"
-            )
+        lines += catalogue_lines(reports.catalogue)
+    path = Path(os.environ.get("WFRUN_FAULT_REPORT") or config.rootpath / "build/test-reports/faults.txt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    terminalreporter.write_sep("-", "fault tests")
+    for line in summary_lines(reports):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"full fault matrix and bad-input catalogue: {path}")
+
+
+def summary_lines(reports: Reports) -> list[str]:
+    """A few lines for the terminal: how the faults ended, and how the bad inputs were refused."""
+    lines = []
+    if reports.cells:
+        cells = reports.cells
+        recovered = sum(cell.outcome.startswith(("recovered", "succeeded")) for cell in cells)
+        failed = sum(cell.outcome == "failed" for cell in cells)
+        lines.append(
+            f"fault matrix: {len(cells)} cells, {recovered} recovered or succeeded, "
+            f"{failed} failed with a typed error, {len(cells) - recovered - failed} other"
+        )
+    if reports.catalogue:
+        errors = sorted({case["error"] for case in reports.catalogue})
+        sent = sum(1 for case in reports.catalogue if case["requests"])
+        lines.append(
+            f"bad-input catalogue: {len(reports.catalogue)} cases refused with {', '.join(errors)}; "
+            f"{sent} sent a request first"
+        )
+    return lines
+
+
+def catalogue_lines(catalogue: list[dict[str, Any]]) -> list[str]:
+    lines = ["=" * 30 + f" bad-input catalogue: {len(catalogue)} cases " + "=" * 30]
+    for case in catalogue:
+        lines.append(
+            f"{case['id']:<42} {case['error']:<20} {case['requests']:>2} req  {case['message'][:100]}"
+        )
+    return lines
 
 
 def matrix_lines(cells: list[Cell], width: int = 62) -> list[str]:

@@ -94,17 +94,24 @@ def fixture(name: str) -> object:
     return json.loads((FIXTURES / name).read_text())
 
 
-def pinned(platform: str, name: str, run_id: str, settlement: str | None = None) -> WorkflowRun:
-    """What the adapter tests pin for this example, field by field (the exact normalization)."""
+def pinned(
+    url: str, name: str, run_id: str, settlement: str | None = None, run_url: str | None = None
+) -> WorkflowRun:
+    """
+    What the adapter tests pin for this example, field by field (the exact normalization), with the
+    ``run_url`` the hook adds to a terminal run: the status's API address when no template is set.
+    """
+    platform = name.split("/")[0]
     adapter = get_adapter(platform)
     run = adapter.parse_run(fixture(name), run_id=run_id)
-    return adapter.apply_settlement(run, fixture(settlement)) if settlement else run
+    run = adapter.apply_settlement(run, fixture(settlement)) if settlement else run
+    return run.model_copy(update={"run_url": run_url or adapter.get_request(run_id).url(f"{url}/{platform}")})
 
 
-def test_chenyu_examples_through_get_run(hook_for):
+def test_chenyu_examples_through_get_run(hook_for, vendor_server):
     run = hook_for("chenyu").get_run("wfrun_314ff7d8b7a5beff1388")
     expected = pinned(
-        "chenyu",
+        vendor_server,
         "chenyu/execution_succeeded.json",
         "wfrun_314ff7d8b7a5beff1388",
         "chenyu/info_succeeded.json",
@@ -114,11 +121,16 @@ def test_chenyu_examples_through_get_run(hook_for):
     assert str(run.cost.total) == "0.00028780"
     assert run.settlement is not None
     assert str(run.settlement.released) == "0.02971220"
+    assert run.run_url == (
+        f"{vendor_server}/chenyu/workflow/run/execution?run_order_id=wfrun_314ff7d8b7a5beff1388"
+    )
 
 
-def test_dify_example_through_get_run(hook_for):
+def test_dify_example_through_get_run(hook_for, vendor_server):
     run = hook_for("dify").get_run("fb47b2e6-5e43-4f90-be01-d5c5a088d156")
-    expected = pinned("dify", "dify/run_detail_service_api.json", "fb47b2e6-5e43-4f90-be01-d5c5a088d156")
+    expected = pinned(
+        vendor_server, "dify/run_detail_service_api.json", "fb47b2e6-5e43-4f90-be01-d5c5a088d156"
+    )
     assert run == expected
     assert (run.outputs, run.cost.tokens, run.duration_seconds) == (
         {"result": "Traduisez ceci en francais"},
@@ -127,9 +139,11 @@ def test_dify_example_through_get_run(hook_for):
     )
 
 
-def test_gptbots_example_through_get_run(hook_for):
+def test_gptbots_example_through_get_run(hook_for, vendor_server):
     run = hook_for("gptbots").get_run("xxxxxxxx")
-    expected = pinned("gptbots", "gptbots/query_result_succeed.json", "xxxxxxxx")
+    # GPTBots polls with a POST, so the run's link carries the run id in its query.
+    link = f"{vendor_server}/gptbots/workflow/query/result?workflowRunId=xxxxxxxx"
+    expected = pinned(vendor_server, "gptbots/query_result_succeed.json", "xxxxxxxx", run_url=link)
     assert run == expected
     assert (str(run.cost.total), run.cost.currency, run.duration_seconds) == ("0.6928", "credits", 8.347)
 

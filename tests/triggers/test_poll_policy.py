@@ -43,7 +43,9 @@ def test_fixed_interval_stretches_to_a_queue_estimate_capped(eta, expected):
 @pytest.mark.parametrize(
     ("elapsed", "expected"),
     [
-        (0.0, INTERVAL),
+        (0.0, INTERVAL * PREDICTED_END_FRACTION),  # the first poll comes soon: a short run is seen early
+        (5.0, 5.0),
+        (10.0, INTERVAL),
         (20.0, INTERVAL),  # a quarter of 20 s is below poll_interval: never poll more often than asked
         (100.0, 100.0 * BACKOFF_FRACTION),
         (600.0, 600.0 * BACKOFF_FRACTION),
@@ -100,7 +102,8 @@ def test_queued_waits_for_the_platform_estimate(eta, expected):
 
 def test_an_estimate_on_a_running_run_is_not_a_queue_wait():
     running = run_of(RunStatus.RUNNING, eta_seconds=500.0)
-    assert delay(running, 0.0) == INTERVAL
+    assert delay(running, 0.0) == delay(run_of(RunStatus.RUNNING), 0.0) == INTERVAL * PREDICTED_END_FRACTION
+    assert delay(running, 20.0) == INTERVAL
 
 
 # --- running with progress: poll when it should be done ---------------------------------------------------
@@ -160,3 +163,24 @@ def test_the_trigger_is_adaptive_by_default_and_fixed_on_request():
     fixed = WorkflowRunTrigger(**kwargs, adaptive=False)
     assert fixed._next_delay(long_run, elapsed=1000.0, remaining=1e9) == INTERVAL
     assert WorkflowRunTrigger(**fixed.serialize()[1]).adaptive is False
+
+
+# --- the first polls: a short run is not seen a whole poll_interval late ----------------------------------
+def test_a_one_second_run_is_seen_within_a_quarter_of_poll_interval():
+    """Polls at 0, 2.5, 5, 10, 20 s..., for the trigger and, with ``waited``, the worker-side wait."""
+    polls, t = [0.0], 0.0
+    while t < 30:
+        t += delay(None, t)
+        polls.append(t)
+    assert polls[:5] == [0.0, 2.5, 5.0, 10.0, 20.0]
+    assert min(p for p in polls if p >= 1.0) - 1.0 <= INTERVAL * PREDICTED_END_FRACTION
+    worker = [
+        next_poll_delay(run_of(), poll_interval=INTERVAL, max_poll_interval=CAP, waited=waited)
+        for waited in (0.0, 2.5, 5.0, 10.0, 60.0)
+    ]
+    assert worker == [2.5, 2.5, 5.0, INTERVAL, INTERVAL]  # then fixed: the worker wait does not back off
+
+
+def test_the_first_poll_ramp_never_polls_closer_than_a_quarter_interval():
+    for waited in (0.0, 0.1, 1.0, 2.4):
+        assert delay(None, waited) == INTERVAL * PREDICTED_END_FRACTION

@@ -20,8 +20,9 @@ from airflow_provider_wfrun.exceptions import (
     RateLimitedError,
     RunNotFoundError,
 )
-from airflow_provider_wfrun.models import RunStatus
-from airflow_provider_wfrun.platforms import adapter_classes, get_adapter
+from airflow_provider_wfrun.models import RunCost, RunError, RunLogEntry, RunStatus
+from airflow_provider_wfrun.platforms import ApiRequest, adapter_classes, get_adapter
+from airflow_provider_wfrun.platforms.base import ErrorInfo, _OncePerRun
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -94,6 +95,7 @@ def test_chenyu_execution_seed_example_normalized_exactly():
         "started_at": utc(2026, 5, 8, 10, 0, 1),
         "finished_at": utc(2026, 5, 8, 10, 0, 10),
         "duration_seconds": 8.42,
+        "run_url": None,
         "is_terminal": True,
     }
     assert run.raw == payload
@@ -251,6 +253,7 @@ DIFY_RUN = {
     "started_at": utc(2024, 1, 16, 12, 20, 29),
     "finished_at": utc(2024, 1, 16, 12, 20, 30),
     "duration_seconds": 1.23,
+    "run_url": None,
     "is_terminal": True,
 }
 
@@ -388,6 +391,7 @@ def test_gptbots_query_result_seed_example_normalized_exactly():
         "started_at": datetime(2025, 9, 25, 1, 55, 23, 24000, tzinfo=timezone.utc),
         "finished_at": datetime(2025, 9, 25, 1, 55, 31, 373000, tzinfo=timezone.utc),
         "duration_seconds": 8.347,
+        "run_url": None,
         "is_terminal": True,
     }
 
@@ -482,6 +486,17 @@ def test_result_dict_is_json_serializable_with_exact_money():
             "tokens": None,
         },
         "duration_seconds": 8.42,
+        "error": None,
+        "settlement": {
+            "quote": "0.03000000",
+            "final": "0.00028780",
+            "released": "0.02971220",
+            "currency": "CNY",
+        },
+        "started_at": "2026-05-08T10:00:01+00:00",
+        "finished_at": "2026-05-08T10:00:10+00:00",
+        "platform_status": "succeeded",
+        "run_url": None,
     }
 
 
@@ -673,3 +688,846 @@ def test_dify_form_answered_elsewhere_first_is_a_412_with_its_code():
     with pytest.raises(PlatformError) as caught:
         adapter.raise_for_error(412, body)
     assert caught.value.code == "human_input_form_submitted"
+
+
+# --- tolerant reading: one odd field never fails a poll ------------------------------------------------
+def test_dify_odd_fields_are_read_or_left_empty():
+    payload = fixture("dify/run_detail_service_api.json") | {
+        "created_at": "1705407629.5",
+        "finished_at": 1705407631,
+        "elapsed_time": None,
+        "total_tokens": "150",
+        "total_steps": 3.0,
+        "workflow_id": 7,
+        "status": "failed",
+        "error": [{"message": "node llm failed"}, {"reason": "timeout"}],
+        "outputs": '{"result": "ok"}',
+    }
+    run = get_adapter("dify").parse_run(payload, run_id="r")
+    assert (run.created_at, run.finished_at) == (
+        datetime(2024, 1, 16, 12, 20, 29, 500000, tzinfo=timezone.utc),
+        utc(2024, 1, 16, 12, 20, 31),
+    )
+    assert (run.duration_seconds, run.cost.tokens, run.workflow_id) == (1.5, 150, "7")
+    assert run.error is not None
+    assert run.error.reason == "node llm failed; timeout"
+    assert run.outputs == {"result": "ok"}
+    assert run.raw == payload
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ({"message": "boom", "code": "E1"}, "boom"),
+        ({"msg": "short"}, "short"),
+        ({"detail": "only a detail"}, "only a detail"),
+        ({"other": 1}, '{"other": 1}'),
+        (42, "42"),
+        (1.5, "1.5"),
+    ],
+)
+def test_an_error_in_another_shape_gives_its_message(value, reason):
+    payload = fixture("dify/run_detail_service_api.json") | {"status": "failed", "error": value}
+    run = get_adapter("dify").parse_run(payload, run_id="r")
+    assert run.error is not None
+    assert run.error.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("created_at", 10**20),
+        ("created_at", "yesterday"),
+        ("created_at", True),
+        ("finished_at", float("nan")),
+        ("elapsed_time", float("inf")),
+        ("elapsed_time", -1),
+        ("elapsed_time", 10**12),
+        ("total_tokens", 1.5),
+        ("total_tokens", -3),
+        ("total_tokens", 10**16),
+        ("total_tokens", "1e30"),
+        ("workflow_id", {"id": 1}),
+        ("workflow_id", [1]),
+        ("workflow_id", False),
+        ("outputs", "{not json"),
+    ],
+)
+def test_an_unreadable_field_is_none_and_the_run_still_reads(field, value):
+    payload = fixture("dify/run_detail_service_api.json") | {field: value}
+    run = get_adapter("dify").parse_run(payload, run_id="r")
+    assert run.status is RunStatus.SUCCEEDED
+    read = {
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "elapsed_time": run.duration_seconds,
+        "total_tokens": run.cost.tokens,
+        "workflow_id": run.workflow_id,
+        "outputs": run.outputs.get("value"),
+    }[field]
+    # An unreadable duration falls back to the times; text that only looks like JSON is kept as text.
+    assert read == {"elapsed_time": 1.0, "outputs": "{not json"}.get(field)
+    assert run.raw[field] is value
+
+
+def test_duration_comes_from_the_times_when_the_platform_omits_it():
+    dify = fixture("dify/run_detail_service_api.json") | {"elapsed_time": None}
+    assert get_adapter("dify").parse_run(dify, run_id="r").duration_seconds == 1.0
+    backwards = dify | {"finished_at": 1705407628}
+    assert get_adapter("dify").parse_run(backwards, run_id="r").duration_seconds is None
+    gptbots = fixture("gptbots/query_result_succeed.json")
+    del gptbots["workflowExecutionTime"]
+    assert get_adapter("gptbots").parse_run(gptbots, run_id="x").duration_seconds == 8.349
+    chenyu = fixture("chenyu/execution_succeeded.json")
+    chenyu["data"]["actual_execution_duration_sec"] = None
+    assert get_adapter("chenyu").parse_run(chenyu, run_id="wfrun_1").duration_seconds == 9.0
+
+
+def test_gptbots_odd_fields():
+    payload = fixture("gptbots/query_result_succeed.json") | {
+        "workflowVersion": 101,
+        "startTime": 1758765323024.5,
+        "endTime": "1758765331373",
+        "totalCost": "0.6928",
+        "totalTokens": 1745.0,
+        "workflowExecutionTime": "8347",
+        "output": json.dumps({"news": []}),
+    }
+    run = get_adapter("gptbots").parse_run(payload, run_id="xxxxxxxx")
+    assert run.started_at == datetime(2025, 9, 25, 1, 55, 23, 24500, tzinfo=timezone.utc)
+    assert run.finished_at == datetime(2025, 9, 25, 1, 55, 31, 373000, tzinfo=timezone.utc)
+    assert (run.cost.total, run.cost.tokens, run.duration_seconds) == (Decimal("0.6928"), 1745, 8.347)
+    assert run.outputs == {"news": []}
+    for output, kept in (
+        ([1, 2], {"value": [1, 2]}),
+        ("plain", {"value": "plain"}),
+        ('"text"', {"value": '"text"'}),
+    ):
+        assert get_adapter("gptbots").parse_run(payload | {"output": output}, run_id="x").outputs == kept
+    failed = payload | {"status": "FAILED", "errorMessage": {"message": "quota"}, "message": None}
+    assert get_adapter("gptbots").parse_run(failed, run_id="x").error == RunError(reason="quota")
+    assert get_adapter("gptbots").parse_run(failed | {"message": "first"}, run_id="x").error == RunError(
+        reason="first"
+    )
+
+
+def test_gptbots_credits_currency_only_with_a_cost():
+    payload = fixture("gptbots/query_result_succeed.json") | {"totalCost": "NaN"}
+    run = get_adapter("gptbots").parse_run(payload, run_id="x")
+    assert (run.cost.total, run.cost.currency) == (None, None)
+    assert get_adapter("gptbots").parse_run(payload | {"totalCost": 0}, run_id="x").cost.currency == "credits"
+
+
+def test_gptbots_user_id_extra_reaches_the_submit():
+    request = get_adapter("gptbots", {"user_id": 42}).submit_request(
+        {}, workflow_id=None, idempotency_key=None
+    )
+    assert request.json == {"input": {}, "isAsync": True, "userId": "42"}
+    assert (
+        "userId"
+        not in get_adapter("gptbots", {"user_id": ""})
+        .submit_request({}, workflow_id=None, idempotency_key=None)
+        .json
+    )
+    assert (request.method, get_adapter("gptbots").get_request("r").json) == ("POST", {"workflowRunId": "r"})
+
+
+def test_gptbots_error_codes_and_messages():
+    adapter = get_adapter("gptbots")
+    assert adapter.error_info({"code": 0, "message": "ok"}) is None
+    assert adapter.error_info({"code": "0"}) is None
+    assert adapter.error_info({"workflowRunId": "r", "code": 1}) is None
+    assert adapter.error_info(["not", "a", "dict"]) is None
+    assert adapter.error_info({"code": 40000, "msg": "bad"}) == ErrorInfo(code="40000", message="bad")
+    assert adapter.error_info({"code": 50000}) == ErrorInfo(code="50000", message=None)
+
+
+def test_chenyu_odd_fields():
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"] |= {
+        "status": "failed",
+        "error": "CUDA out of memory",
+        "logs": {"at": "2026-05-08T18:00:01+08:00", "node_id": 9, "message": {"message": "started"}},
+        "queue_info": [{"position": "2", "estimated_wait_sec": "40.5"}],
+        "progress_percent": "55.5",
+        "compute_cost": "0.00028780",
+        "total_cost": 1e12,
+        "external_model_cost": "",
+        "created_at": "2026-05-08T18:00:00+08:00",
+    }
+    run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert run.error == RunError(reason="CUDA out of memory")
+    assert run.logs == (RunLogEntry(at=utc(2026, 5, 8, 10, 0, 1), message="started", node_id="9"),)
+    assert (run.queue_position, run.eta_seconds, run.progress) == (2, 40.5, 55.5)
+    assert (run.cost.compute, run.cost.total, run.cost.external) == (Decimal("0.00028780"), None, None)
+    assert run.created_at == utc(2026, 5, 8, 10, 0, 0)
+
+
+def test_chenyu_log_lines_that_are_not_objects_are_dropped():
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["logs"] = ["text", {"message": "kept"}, 3, None]
+    run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert [line.message for line in run.logs] == ["kept"]
+    payload["data"]["logs"] = '[{"message": "from text"}]'
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").logs[0].message == "from text"
+    payload["data"]["logs"] = 7
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").logs == ()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("progress_percent", 100.5),
+        ("progress_percent", -1),
+        ("queue_info", {"position": -1}),
+        ("queue_info", "x"),
+    ],
+)
+def test_chenyu_progress_and_queue_out_of_range_are_none(field, value):
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"][field] = value
+    run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert (run.progress, run.queue_position) == (
+        (None, None) if field == "progress_percent" else (100.0, None)
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "read"),
+    [
+        ("0.5", Decimal("0.5")),
+        (0.1, Decimal("0.1")),
+        (3, Decimal(3)),
+        (" 0.00000001 ", Decimal("0.00000001")),
+        ("999999999999.99999999", Decimal("999999999999.99999999")),
+        ("1000000000000", None),
+        ("-1000000000000", None),
+        ("1e-19", None),
+        ("1e-18", Decimal("1e-18")),
+        ("1" * 65, None),
+        ("Infinity", None),
+        (True, None),
+        ([1], None),
+    ],
+)
+def test_chenyu_money_is_exact_or_none(amount, read):
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["total_cost"] = amount
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").cost.total == read
+
+
+def test_chenyu_offsets_are_honoured_and_the_zone_extra_applies_to_times_without_one():
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"] |= {"started_at": "2026-05-08T18:00:01+08:00", "terminal_at": "2026-05-08T10:00:10"}
+    utc_run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert (utc_run.started_at, utc_run.finished_at) == (
+        utc(2026, 5, 8, 10, 0, 1),
+        utc(2026, 5, 8, 10, 0, 10),
+    )
+    for zone in ("Asia/Shanghai", "+08:00", "UTC+0800"):
+        run = get_adapter("chenyu", {"timezone": zone}).parse_run(payload, run_id="wfrun_1")
+        assert (run.started_at, run.finished_at) == (utc(2026, 5, 8, 10, 0, 1), utc(2026, 5, 8, 2, 0, 10))
+    west = get_adapter("chenyu", {"timezone": "-05:30"}).parse_run(payload, run_id="wfrun_1")
+    assert west.finished_at == utc(2026, 5, 8, 15, 30, 10)
+    assert get_adapter("chenyu", {"timezone": ""}).timezone is timezone.utc
+    with pytest.raises(InvalidInputError, match=r"timezone 'Mars/Base' is not a time zone") as raised:
+        get_adapter("chenyu", {"timezone": "Mars/Base"})
+    assert raised.value.platform == "chenyu"
+    assert "timezone" in get_adapter("chenyu").extra_fields
+
+
+def test_chenyu_engine_unavailable_is_transient_and_business_errors_are_not():
+    adapter = get_adapter("chenyu")
+    with pytest.raises(PlatformError) as engine:
+        adapter.raise_for_error(200, fixture("chenyu/error_engine.json"), run_id="wfrun_1")
+    assert (engine.value.is_transient, engine.value.http_status, engine.value.run_id) == (
+        True,
+        200,
+        "wfrun_1",
+    )
+    body = fixture("chenyu/error_engine.json")
+    del body["data"]["error"]["engine_code"]
+    with pytest.raises(PlatformError) as by_status:
+        adapter.raise_for_error(200, body)
+    assert (by_status.value.code, by_status.value.is_transient) == ("503", True)
+    with pytest.raises(PlatformError) as balance:
+        adapter.raise_for_error(200, fixture("chenyu/error_insufficient_balance.json"))
+    assert (balance.value.code, balance.value.is_transient) == ("1001", False)
+    assert adapter.error_info({"code": "0", "data": {}}) is None
+    assert adapter.error_info({"code": 7, "msg": "x", "data": {"error": "plain"}}) == ErrorInfo(
+        code="7", message="x"
+    )
+    assert adapter.error_info({"code": 7, "data": [1]}) == ErrorInfo(code="7", message=None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "sent"),
+    [
+        (True, True),
+        ("true", True),
+        ("YES", True),
+        (1, True),
+        (False, False),
+        ("false", False),
+        (None, False),
+        ("0", False),
+    ],
+)
+def test_chenyu_external_cost_opt_in_reaches_the_request(extra, sent):
+    adapter = get_adapter("chenyu", {"accept_external_cost_risk": extra})
+    request = adapter.submit_request({"n6_text": "x"}, workflow_id="wf_1", idempotency_key="k")
+    expected = {"workflow_id": "wf_1", "inputs": {"n6_text": "x"}, "idempotency_key": "k"}
+    assert request.json == (expected | {"accept_external_cost_risk": True} if sent else expected)
+    assert (request.method, request.path) == ("POST", "/workflow/run/submit")
+
+
+def test_chenyu_external_cost_opt_in_refuses_other_values():
+    with pytest.raises(
+        InvalidInputError, match="accept_external_cost_risk must be true or false, got 'maybe'"
+    ):
+        get_adapter("chenyu", {"accept_external_cost_risk": "maybe"}).submit_request(
+            {}, workflow_id="wf_1", idempotency_key="k"
+        )
+    with pytest.raises(InvalidInputError, match="chenyu needs an idempotency_key"):
+        get_adapter("chenyu").submit_request({}, workflow_id="wf_1", idempotency_key=None)
+
+
+def test_chenyu_settlement_fallbacks_and_refusals():
+    adapter = get_adapter("chenyu")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_314ff7d8b7a5beff1388")
+    info = fixture("chenyu/info_succeeded.json")
+    for key in ("total_cost", "compute_cost", "external_model_cost", "quote_currency"):
+        del info["data"][key]
+    settled = adapter.apply_settlement(run.model_copy(update={"outputs": {}}), info)
+    assert settled.cost == RunCost(
+        total=Decimal("0.0002878"), compute=Decimal("0.0002878"), external=Decimal(0), currency="CNY"
+    )
+    assert (settled.settlement.currency if settled.settlement else None) == "CNY"
+    assert settled.outputs == info["data"]["outputs"]
+    failed = fixture("chenyu/info_succeeded.json")
+    failed["data"] |= {"error_code": "OOM", "error_message": "node 9 ran out of memory"}
+    assert adapter.apply_settlement(run, failed).error == RunError(
+        reason="node 9 ran out of memory", code="OOM"
+    )
+    failed["data"]["error_code"] = ""
+    assert adapter.apply_settlement(run, failed).error == RunError(reason="node 9 ran out of memory")
+    kept = run.model_copy(update={"error": RunError(reason="first")})
+    assert adapter.apply_settlement(kept, failed).error == RunError(reason="first")
+    assert adapter.apply_settlement(run, fixture("chenyu/info_succeeded.json")).outputs == run.outputs
+    empty = fixture("chenyu/info_succeeded.json")
+    empty["data"]["released_amount"] = ""
+    with pytest.raises(InvalidResponseError, match=r"field 'data\.released_amount' cannot be read") as raised:
+        adapter.apply_settlement(run, empty)
+    assert (raised.value.field, raised.value.run_id, raised.value.platform) == (
+        "data.released_amount",
+        "wfrun_314ff7d8b7a5beff1388",
+        "chenyu",
+    )
+
+
+def test_chenyu_submit_without_a_status_is_queued():
+    payload = fixture("chenyu/submit_queued.json")
+    del payload["data"]["run_status"]
+    run = get_adapter("chenyu").parse_submit(payload)
+    assert (run.status, run.platform_status, run.task_id) == (
+        RunStatus.QUEUED,
+        None,
+        "task_1778147626528703038_eb84d292e0851c08",
+    )
+
+
+def test_deep_nesting_is_a_typed_error():
+    deep: Any = {}
+    for _ in range(3000):
+        deep = {"status": deep}
+    with pytest.raises(InvalidResponseError) as raised:
+        get_adapter("dify").parse_run(deep, run_id="r")
+    assert raised.value.platform == "dify"
+
+
+# --- errors: what each HTTP answer stands for ---------------------------------------------------------
+@pytest.mark.parametrize("status", [400, 409, 422])
+def test_a_4xx_without_a_body_is_an_error_not_a_success(status):
+    for platform in ("dify", "gptbots", "chenyu"):
+        with pytest.raises(PlatformError) as raised:
+            get_adapter(platform).raise_for_error(status, None, run_id="r1")
+        assert (raised.value.http_status, raised.value.code, raised.value.platform, raised.value.run_id) == (
+            status,
+            None,
+            platform,
+            "r1",
+        )
+        assert str(raised.value) == f"[{platform} run r1] platform error {status}: HTTP {status}"
+        assert not raised.value.is_transient
+    get_adapter("dify").raise_for_error(399, None)
+    get_adapter("dify").raise_for_error(200, {"id": "r"})
+
+
+def test_a_401_without_a_platform_code_is_an_authentication_error():
+    with pytest.raises(AuthenticationError) as raised:
+        get_adapter("gptbots").raise_for_error(401, None, run_id="r1", fallback="HTTP 401, text/html body")
+    assert (raised.value.platform, raised.value.run_id) == ("gptbots", "r1")
+    assert str(raised.value) == (
+        "[gptbots run r1] the API key was rejected (HTTP 401, text/html body); "
+        "check the connection's password"
+    )
+    with pytest.raises(AuthenticationError):
+        get_adapter("chenyu").raise_for_error(200, {"code": 403, "msg": "无权限访问", "data": None})
+
+
+def test_rate_limits_carry_the_retry_after_and_where():
+    with pytest.raises(RateLimitedError) as raised:
+        get_adapter("dify").raise_for_error(429, None, run_id="r1", retry_after=12.5)
+    assert (raised.value.retry_after, raised.value.platform, raised.value.run_id) == (12.5, "dify", "r1")
+    assert str(raised.value) == "[dify run r1] rate limited: HTTP 429"
+    with pytest.raises(RateLimitedError) as in_body:
+        get_adapter("chenyu").raise_for_error(200, {"code": 429, "msg": "slow down", "data": None})
+    assert in_body.value.retry_after is None
+    assert str(in_body.value) == "[chenyu] rate limited: slow down"
+
+
+def test_not_found_and_platform_errors_name_where():
+    with pytest.raises(RunNotFoundError) as raised:
+        get_adapter("gptbots").raise_for_error(404, None, run_id="r1")
+    assert (str(raised.value), raised.value.platform, raised.value.run_id) == (
+        "[gptbots run r1] not found: HTTP 404; check that the host has its version segment, like "
+        "https://api-sg.gptbots.ai/v1",
+        "gptbots",
+        "r1",
+    )
+    with pytest.raises(PlatformError) as server:
+        get_adapter("dify").raise_for_error(
+            502, {"status": 502, "code": "bad_gateway", "message": "upstream"}
+        )
+    assert str(server.value) == "[dify] platform error bad_gateway (HTTP 502): upstream"
+    assert (server.value.platform_message, server.value.is_transient) == ("upstream", True)
+    with pytest.raises(PlatformError) as quota:
+        get_adapter("dify").raise_for_error(429, fixture("dify/error_rate_limit_quota.json"), run_id="r1")
+    assert str(quota.value).startswith("[dify run r1] quota exhausted (rate_limit_error): Workflow execution")
+    assert (quota.value.http_status, quota.value.platform_message) == (
+        429,
+        fixture("dify/error_rate_limit_quota.json")["message"],
+    )
+
+
+def test_dify_stream_error_event_with_an_odd_status():
+    event = fixture("dify/event_error.json") | {"status": "teapot"}
+    with pytest.raises(PlatformError) as raised:
+        get_adapter("dify").read_submit_event(event)
+    assert raised.value.http_status == 500
+    assert get_adapter("dify").read_submit_event(["not", "an", "event"]) is None
+
+
+# --- the run model and URLs ----------------------------------------------------------------------------
+def test_requests_and_urls():
+    assert ApiRequest("GET", "/a", params={"x": "1 2"}).url("http://h/v1/") == "http://h/v1/a?x=1+2"
+    assert ApiRequest("GET", "/a").url("http://h/v1") == "http://h/v1/a"
+    adapter = get_adapter("chenyu", {"run_url_template": "https://c/{workflow_id}/{run_id}"})
+    assert adapter.run_url("wfrun_1", base_url="x", workflow_id="wf_1") == "https://c/wf_1/wfrun_1"
+    assert get_adapter("dify").run_url("r", base_url="http://h/v1") == "http://h/v1/workflows/run/r"
+    run = get_adapter("dify").parse_run(fixture("dify/run_detail_service_api.json"), run_id="r")
+    linked = get_adapter("dify", {"run_url_template": "https://d/{run_id}?w={workflow_id}"}).with_run_url(
+        run, base_url="http://h"
+    )
+    assert linked.run_url == f"https://d/{run.run_id}?w={run.workflow_id}"
+    broken = get_adapter("dify", {"run_url_template": "https://d/{nope}"})
+    assert broken.with_run_url(run, base_url="http://h") == run
+
+
+def test_result_dict_of_a_failed_run_names_the_error_and_times():
+    payload = fixture("dify/run_detail_service_api.json") | {"status": "failed", "error": "LLM timed out"}
+    run = get_adapter("dify").parse_run(payload, run_id="r").model_copy(update={"run_url": "https://x"})
+    result = json.loads(json.dumps(run.result_dict()))
+    assert {
+        key: result[key]
+        for key in ("error", "settlement", "started_at", "finished_at", "platform_status", "run_url")
+    } == {
+        "error": {"reason": "LLM timed out", "detail": None, "code": None},
+        "settlement": None,
+        "started_at": "2024-01-16T12:20:29+00:00",
+        "finished_at": "2024-01-16T12:20:30+00:00",
+        "platform_status": "failed",
+        "run_url": "https://x",
+    }
+    assert (RunStatus.SUCCEEDED.is_success, RunStatus.PARTIALLY_SUCCEEDED.is_success) == (True, False)
+    assert [status.value for status in RunStatus if status.is_terminal] == [
+        "succeeded",
+        "partially_succeeded",
+        "failed",
+        "canceled",
+    ]
+
+
+def test_unknown_status_is_logged_once_per_run_and_adapter(caplog):
+    adapter = get_adapter("dify")
+    with caplog.at_level(logging.WARNING):
+        for run_id in ("a", "a", "b"):
+            adapter.map_status("brand-new", run_id=run_id)
+        assert adapter.map_status(None) is RunStatus.UNKNOWN
+    assert [record.getMessage() for record in caplog.records].count(
+        "dify reported run status 'brand-new', which this provider does not know; treating it as not finished"
+    ) == 2
+
+
+# --- what the log and the messages say ------------------------------------------------------------------
+KEPT = "it is left empty, and the answer is kept whole in the run's raw"
+
+
+def test_an_unreadable_field_is_logged_once_per_run_with_its_name_and_value(caplog):
+    adapter = get_adapter("chenyu")
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["total_cost"] = "n/a"
+    payload["data"]["progress_percent"] = "x" * 100
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        adapter.parse_run(payload, run_id="wfrun_1")
+        adapter.parse_run(payload, run_id="wfrun_1")
+        get_adapter("gptbots").parse_submit(
+            {"workflowRunId": "r", "status": "PENDING", "totalTokens": "many"}
+        )
+    assert [record.getMessage() for record in caplog.records] == [
+        "chenyu run wfrun_1: field 'data.progress_percent' could not be read (got str '"
+        + "x" * 79
+        + "...); "
+        + KEPT,
+        "chenyu run wfrun_1: field 'data.total_cost' could not be read (got str 'n/a'); " + KEPT,
+        "gptbots run (new): field 'totalTokens' could not be read (got str 'many'); " + KEPT,
+    ]
+
+
+def test_a_url_template_that_cannot_be_filled_is_logged_once(caplog):
+    adapter = get_adapter("dify", {"run_url_template": "https://d/{nope}"})
+    run = adapter.parse_run(fixture("dify/run_detail_service_api.json"), run_id="r")
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        adapter.with_run_url(run, base_url="http://h")
+        adapter.with_run_url(run, base_url="http://h")
+    assert [record.getMessage() for record in caplog.records] == [
+        f"dify run {run.run_id}: no run_url, its template cannot be filled (KeyError('nope'))"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ({"message": "m", "msg": "s", "reason": "r", "error": "e", "detail": "d", "description": "x"}, "m"),
+        ({"msg": "s", "reason": "r", "error": "e", "detail": "d", "description": "x"}, "s"),
+        ({"reason": "r", "error": "e", "detail": "d", "description": "x"}, "r"),
+        ({"error": "e", "detail": "d", "description": "x"}, "e"),
+        ({"detail": "d", "description": "x"}, "d"),
+        ({"description": "x"}, "x"),
+        ({"message": "", "msg": None, "reason": {}, "error": [], "detail": "d"}, "d"),
+        ({"error": {"message": "inner"}}, "inner"),
+        ({"名": "值"}, '{"名": "值"}'),
+        ([None, "a", {"reason": "b"}], "a; b"),
+        (["x"] * 30, "; ".join(["x"] * 20)),
+    ],
+)
+def test_messages_in_other_shapes(error, reason):
+    payload = fixture("gptbots/query_result_succeed.json") | {"status": "FAILED", "message": error}
+    assert get_adapter("gptbots").parse_run(payload, run_id="x").error == RunError(reason=reason)
+
+
+def test_a_message_object_is_cut_and_deep_nesting_is_unreadable():
+    long = {"k": "v" * 3000}
+    payload = fixture("gptbots/query_result_succeed.json") | {"status": "FAILED", "message": long}
+    reason = get_adapter("gptbots").parse_run(payload, run_id="x").error
+    assert reason is not None
+    assert reason.reason == json.dumps(long)[:2000]
+    deep: Any = "bottom"
+    for _ in range(6):
+        deep = {"message": deep}
+    nested = get_adapter("gptbots").parse_run(payload | {"message": deep}, run_id="x").error
+    assert nested == RunError(reason="GPTBots reported FAILED and gives no reason; see the run's log there")
+    for depth in range(5):
+        shallow: Any = "bottom"
+        for _ in range(depth):
+            shallow = {"message": shallow}
+        assert get_adapter("gptbots").parse_run(payload | {"message": shallow}, run_id="x").error == RunError(
+            reason="bottom"
+        )
+
+
+def test_numbers_given_where_text_is_expected():
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["task_id"] = 12.50
+    payload["data"]["workflow_id"] = 1e15
+    payload["data"]["logs"] = [{"node_id": 9.0, "message": 0.1}]
+    run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert (run.task_id, run.workflow_id, run.logs[0].node_id, run.logs[0].message) == (
+        "12.5",
+        "1000000000000000",
+        "9",
+        "0.1",
+    )
+    payload["data"]["workflow_id"] = 1e13
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").workflow_id == "10000000000000"
+    payload["data"]["workflow_id"] = float("nan")
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").workflow_id is None
+
+
+def test_once_per_run_memory_is_bounded_and_forgets_the_oldest():
+    once = _OncePerRun(limit=2)
+    assert [once.first("a", "x"), once.first("a", "x"), once.first("a", "y"), once.first("b", "x")] == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert once.first("a", "x") is True  # forgotten: the oldest of three
+    assert once.first("b", "x") is False
+    assert _OncePerRun()._limit == 10_000
+
+
+def test_every_platform_names_its_calls():
+    chenyu, dify, gptbots = get_adapter("chenyu"), get_adapter("dify"), get_adapter("gptbots")
+    calls = {
+        "chenyu get": chenyu.get_request("wfrun_1"),
+        "chenyu probe": chenyu.probe_request(),
+        "dify get": dify.get_request("r"),
+        "dify probe": dify.probe_request(),
+        "gptbots get": gptbots.get_request("r"),
+        "gptbots probe": gptbots.probe_request(),
+    }
+    assert {name: (c.method, c.path, c.params, c.json, c.stream) for name, c in calls.items()} == {
+        "chenyu get": ("GET", "/workflow/run/execution", {"run_order_id": "wfrun_1"}, None, False),
+        "chenyu probe": ("GET", "/balance/info", None, None, False),
+        "dify get": ("GET", "/workflows/run/r", None, None, False),
+        "dify probe": ("GET", "/info", None, None, False),
+        "gptbots get": ("POST", "/workflow/query/result", None, {"workflowRunId": "r"}, False),
+        "gptbots probe": ("GET", "/api-key/verify", None, None, False),
+    }
+    with pytest.raises(InvalidInputError) as raised:
+        dify.cancel_request("r-1", task_id="")
+    assert str(raised.value) == (
+        "[dify] Dify stops run r-1 by its task id, which only the submitting task knows; pass task_id "
+        "(the operator and trigger keep it for you)"
+    )
+    with pytest.raises(InvalidInputError) as wrong:
+        get_adapter("gptbots").submit_request({}, workflow_id="wf-1", idempotency_key=None)
+    assert str(wrong.value) == (
+        "[gptbots] GPTBots picks the workflow by the API key, so workflow_id='wf-1' cannot be honoured; "
+        "leave it empty and use a connection holding that workflow's key"
+    )
+
+
+def test_run_ids_of_the_right_shape_pass():
+    get_adapter("chenyu").check_run_id("wfrun_314ff7d8b7a5beff1388")
+    get_adapter("dify").check_run_id("fb47b2e6-5e43-4f90-be01-d5c5a088d156")
+    get_adapter("gptbots").check_run_id("anything at all")
+    with pytest.raises(InvalidInputError) as raised:
+        get_adapter("chenyu").check_run_id("wfrun_314ff7d8b7a5beff1388 ")
+    assert str(raised.value) == (
+        "[chenyu] 'wfrun_314ff7d8b7a5beff1388 ' is not a chenyu.cn run id (they look like "
+        "wfrun_314ff7d8b7a5beff1388); is the run from another platform's connection?"
+    )
+
+
+# --- details that matter: each test below once let a wrong program pass -------------------------------
+def test_result_dict_of_a_run_without_times_or_error():
+    run = get_adapter("gptbots").parse_submit(fixture("gptbots/invoke_async_pending.json"))
+    result = run.result_dict()
+    assert (result["started_at"], result["finished_at"], result["error"], result["run_url"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert result["platform_status"] == "PENDING"
+
+
+def test_a_duration_needs_both_times_and_is_rounded_to_milliseconds():
+    payload = fixture("dify/run_detail_service_api.json") | {"elapsed_time": None, "finished_at": None}
+    assert get_adapter("dify").parse_run(payload, run_id="r").duration_seconds is None
+    payload |= {"created_at": None, "finished_at": 1705407630}
+    assert get_adapter("dify").parse_run(payload, run_id="r").duration_seconds is None
+    payload |= {"created_at": 1705407629.12345}
+    assert get_adapter("dify").parse_run(payload, run_id="r").duration_seconds == 0.877
+
+
+def test_chenyu_submit_answer_carries_its_workflow_and_names_bad_fields():
+    run = get_adapter("chenyu").parse_submit(fixture("chenyu/submit_queued.json"))
+    assert (run.workflow_id, run.task_id) == (
+        "wf_861ef31e94dcfb10e6e7",
+        "task_1778147626528703038_eb84d292e0851c08",
+    )
+    broken = fixture("chenyu/submit_queued.json")
+    del broken["data"]["run_order_id"]
+    with pytest.raises(InvalidResponseError) as raised:
+        get_adapter("chenyu").parse_submit(broken)
+    assert raised.value.field == "data.run_order_id"
+    with pytest.raises(InvalidInputError) as no_workflow:
+        get_adapter("chenyu").submit_request({}, workflow_id="", idempotency_key="k")
+    assert (
+        str(no_workflow.value)
+        == "[chenyu] chenyu needs workflow_id (e.g. 'wf_861ef31e94dcfb10e6e7') to submit a run"
+    )
+    with pytest.raises(InvalidInputError) as no_key:
+        get_adapter("chenyu").submit_request({}, workflow_id="wf_1", idempotency_key="")
+    assert str(no_key.value) == "[chenyu] chenyu needs an idempotency_key to submit a run"
+
+
+@pytest.mark.parametrize("word", ["no", "NONE", " False "])
+def test_chenyu_external_cost_refusals_in_words(word):
+    request = get_adapter("chenyu", {"accept_external_cost_risk": word}).submit_request(
+        {}, workflow_id="wf_1", idempotency_key="k"
+    )
+    assert request.json is not None
+    assert "accept_external_cost_risk" not in request.json
+
+
+def test_chenyu_settlement_keeps_the_runs_outputs_and_takes_the_billing_currency():
+    adapter = get_adapter("chenyu")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_314ff7d8b7a5beff1388")
+    info = fixture("chenyu/info_succeeded.json")
+    info["data"] |= {"outputs": {"other": "value"}, "quote_currency": "USD"}
+    settled = adapter.apply_settlement(run, info)
+    assert settled.outputs == run.outputs
+    assert (settled.cost.currency, settled.settlement.currency if settled.settlement else None) == (
+        "USD",
+        "USD",
+    )
+    with pytest.raises(InvalidResponseError) as raised:
+        adapter.apply_settlement(run, ["not an envelope"])
+    assert (raised.value.run_id, raised.value.platform) == ("wfrun_314ff7d8b7a5beff1388", "chenyu")
+
+
+@pytest.mark.parametrize("platform", ["chenyu", "dify", "gptbots"])
+def test_error_info_of_text_that_mentions_code_and_message(platform):
+    assert get_adapter(platform).error_info("code and message") is None
+
+
+def test_dify_started_event_carries_the_workflow_and_the_stop_is_a_post():
+    run = get_adapter("dify").read_submit_event(fixture("dify/event_workflow_started.json"))
+    assert run is not None
+    assert (run.workflow_id, run.platform_status, run.started_at) == (
+        "7c3e33d4-2a8b-4e5f-9b1a-d3c6e8f12345",
+        "running",
+        utc(2024, 1, 16, 12, 20, 29),
+    )
+    assert run.raw == fixture("dify/event_workflow_started.json")
+    request = get_adapter("dify", {"user": "bot"}).cancel_request("r", task_id="t")
+    assert (request.method, request.json) == ("POST", {"user": "bot"})
+
+
+def test_a_run_url_without_a_template_is_the_status_address():
+    run = get_adapter("chenyu").parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    linked = get_adapter("chenyu").with_run_url(run, base_url="http://h/api/")
+    assert linked.run_url == "http://h/api/workflow/run/execution?run_order_id=wfrun_1"
+
+
+def test_small_numbers_as_text_are_written_out():
+    payload = fixture("gptbots/query_result_succeed.json") | {"status": "FAILED", "message": 1e-7}
+    assert get_adapter("gptbots").parse_run(payload, run_id="x").error == RunError(reason="0.0000001")
+
+
+@pytest.mark.parametrize(
+    ("platform", "name", "path", "run_ids"),
+    [
+        ("dify", "dify/run_detail_service_api.json", ("id",), ("run-a", "run-b")),
+        ("gptbots", "gptbots/query_result_succeed.json", ("workflowRunId",), ("run-a", "run-b")),
+        ("chenyu", "chenyu/execution_succeeded.json", (), ("wfrun_a", "wfrun_b")),
+        ("chenyu", "chenyu/submit_queued.json", ("data", "run_order_id"), ("wfrun_a", "wfrun_b")),
+    ],
+)
+def test_an_unknown_status_is_logged_once_for_each_run(caplog, platform, name, path, run_ids):
+    adapter = get_adapter(platform)
+    with caplog.at_level(logging.WARNING):
+        for run_id in (*run_ids, *run_ids):
+            payload = fixture(name)
+            body = payload["data"] if platform == "chenyu" else payload
+            body["run_status" if "run_status" in body else "status"] = "novel"
+            if path:
+                target = payload
+                for key in path[:-1]:
+                    target = target[key]
+                target[path[-1]] = run_id
+            if "submit" in name:
+                adapter.parse_submit(payload)
+            else:
+                adapter.parse_run(payload, run_id=run_id)
+    assert sum("'novel'" in record.getMessage() for record in caplog.records) == 2
+
+
+def test_typed_errors_name_the_run_they_were_reading():
+    with pytest.raises(InvalidResponseError) as chenyu:
+        get_adapter("chenyu").parse_run(["not an envelope"], run_id="wfrun_1")
+    assert (chenyu.value.run_id, chenyu.value.field) == ("wfrun_1", "<body>")
+    with pytest.raises(InvalidResponseError) as gptbots:
+        get_adapter("gptbots").parse_run({"workflowRunId": "x"}, run_id="x")
+    assert (gptbots.value.run_id, gptbots.value.field) == ("x", "status")
+    with pytest.raises(InvalidResponseError) as submitted:
+        get_adapter("gptbots").parse_submit({"workflowRunId": "x"})
+    assert submitted.value.run_id is None
+
+
+@pytest.mark.parametrize(
+    ("platform", "status", "reason"),
+    [
+        ("chenyu", "failed", "chenyu reported the run failed without a reason"),
+        ("chenyu", "canceled", "the run was canceled"),
+        ("chenyu", "succeeded", None),
+        ("dify", "failed", "Dify reported the run failed without a message"),
+        ("dify", "stopped", "the run was stopped"),
+        ("dify", "running", None),
+    ],
+)
+def test_a_run_that_did_not_succeed_always_says_why(platform, status, reason):
+    if platform == "chenyu":
+        payload = fixture("chenyu/execution_succeeded.json")
+        payload["data"] |= {"status": status, "error": None}
+        run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    else:
+        payload = fixture("dify/run_detail_service_api.json") | {"status": status, "error": None}
+        run = get_adapter("dify").parse_run(payload, run_id="r")
+    assert run.error == (None if reason is None else RunError(reason=reason))
+
+
+def test_a_log_line_without_text_and_a_settlement_without_costs():
+    adapter = get_adapter("chenyu")
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"] |= {"logs": [{"level": "info"}], "total_cost": None, "compute_cost": None}
+    run = adapter.parse_run(payload, run_id="wfrun_314ff7d8b7a5beff1388")
+    assert run.logs == (RunLogEntry(level="info", message=""),)
+    info = fixture("chenyu/info_succeeded.json")
+    for key in ("total_cost", "compute_cost"):
+        del info["data"][key]
+    settled = adapter.apply_settlement(run, info)
+    assert (settled.cost.total, settled.cost.compute) == (None, None)
+
+
+def test_raw_is_the_answer_as_received():
+    for platform, name in (
+        ("gptbots", "gptbots/invoke_async_pending.json"),
+        ("chenyu", "chenyu/submit_queued.json"),
+    ):
+        payload = fixture(name)
+        assert get_adapter(platform).parse_submit(payload).raw == payload
+    payload = fixture("gptbots/query_result_succeed.json")
+    assert get_adapter("gptbots").parse_run(payload, run_id="x").raw == payload
+
+
+def test_amount_text_up_to_64_characters():
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["total_cost"] = "0" * 61 + "1.5"
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").cost.total == Decimal("1.5")
+    payload["data"]["total_cost"] = "0" * 62 + "1.5"
+    assert get_adapter("chenyu").parse_run(payload, run_id="wfrun_1").cost.total is None
+
+
+def test_dropped_log_lines_are_logged(caplog):
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["logs"] = ["text", {"message": "kept"}]
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert [record.getMessage() for record in caplog.records] == [
+        "chenyu run wfrun_1: field 'data.<list item>' could not be read (got list ['text']); " + KEPT
+    ]
+
+
+def test_a_chenyu_settlement_about_another_run_is_refused():
+    adapter = get_adapter("chenyu")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    with pytest.raises(
+        InvalidResponseError, match="answered about run 'wfrun_314ff7d8b7a5beff1388'"
+    ) as caught:
+        adapter.apply_settlement(run, fixture("chenyu/info_succeeded.json"))
+    assert caught.value.field == "data.run_order_id"

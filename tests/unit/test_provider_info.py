@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from airflow_provider_wfrun.connection_form import COMMON_EXTRA_FIELDS
 from airflow_provider_wfrun.get_provider_info import get_provider_info
 from airflow_provider_wfrun.hooks.workflow_run import PLATFORM_HOOKS
 from airflow_provider_wfrun.platforms import adapter_classes
@@ -37,7 +38,7 @@ def test_connection_types_are_read_from_the_adapters_as_they_are():
         item = declared[conn_type]
         assert item["hook-name"] == adapter.display_name
         assert item["ui-field-behaviour"]["placeholders"]["host"] == adapter.default_host
-        assert set(item["conn-fields"]) == {*adapter.extra_fields, "run_url_template"}
+        assert set(item["conn-fields"]) == {*adapter.extra_fields, *COMMON_EXTRA_FIELDS}
         hook_class = PLATFORM_HOOKS[conn_type]
         assert item["hook-class-name"] == f"{hook_class.__module__}.{hook_class.__name__}"
         assert hook_class.conn_type == conn_type
@@ -51,3 +52,41 @@ def test_airflow_registers_the_hooks_and_the_extra_link():
     for conn_type in adapter_classes():
         assert manager.hooks[conn_type].hook_class_name.endswith("Hook")
     assert "airflow_provider_wfrun.operators.workflow_run.WorkflowRunLink" in manager.extra_links_class_names
+
+
+def _hook_meta() -> dict[str, object]:
+    """What the UI's ``/ui/connections/hook_meta`` serves, from the installed Airflow's own service."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    return {meta.connection_type: meta for meta in HookMetaService.hook_meta_data()}
+
+
+@pytest.mark.parametrize("conn_type", list(adapter_classes()))
+def test_airflow_serves_the_connection_form_with_labels_and_kinds(conn_type):
+    """Airflow 3.1 reads the hook class's methods, 3.2+ the provider info: the UI gets the same form."""
+    meta = _hook_meta()[conn_type]
+    adapter = adapter_classes()[conn_type]
+    standard = meta.standard_fields
+    assert standard.host.title == "API root URL"
+    assert standard.host.placeholder == adapter.default_host
+    assert standard.password.title == "API key"
+    assert standard.password.placeholder == f"{adapter.display_name} API key"
+    for hidden in (standard.login, standard.port, standard.url_schema):
+        assert hidden.hidden
+    extras = meta.extra_fields
+    assert set(extras) == {*adapter.extra_fields, *COMMON_EXTRA_FIELDS}
+    assert {"run_url_template", "verify", "cert", "cert_key", "proxy", "trust_env"} <= set(extras)
+    for name, spec in adapter.extra_fields.items():
+        schema = extras[name]["schema"]
+        assert schema["title"] == spec["label"]
+        assert schema["type"][0] == ("boolean" if spec.get("kind") == "bool" else "string")
+    assert extras["run_url_template"]["schema"]["title"] == "Run URL template"
+
+
+def test_each_platform_hook_carries_the_form_in_its_own_class_dict():
+    """Airflow 3.1 looks the methods up in ``hook_class.__dict__``: inherited ones are ignored."""
+    for conn_type, hook_class in PLATFORM_HOOKS.items():
+        assert "get_ui_field_behaviour" in hook_class.__dict__
+        assert "get_connection_form_widgets" in hook_class.__dict__
+        placeholders = hook_class.get_ui_field_behaviour()["placeholders"]
+        assert placeholders["host"] == adapter_classes()[conn_type].default_host

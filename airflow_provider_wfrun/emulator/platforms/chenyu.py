@@ -34,6 +34,8 @@ from airflow_provider_wfrun.emulator.core import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.requests import Request
 
 NAME = "chenyu"
@@ -124,7 +126,7 @@ def _asset_url(request: Request, stored: files.StoredFile) -> str:
     return f"{str(request.base_url).rstrip('/')}{ASSETS_ROOT}/{stored.file_id}/{stored.name}"
 
 
-def _asset_content(state: EmulatorState):
+def _asset_content(state: EmulatorState) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         return files.serve(state, request.path_params["asset_id"])
 
@@ -177,7 +179,7 @@ async def _execution(state: EmulatorState, request: Request) -> Response:
     run = state.get_run(run_order_id, NAME)
     if run is None:
         return JSONResponse(_task_not_found(run_order_id), status_code=404)
-    return _ok(_progress(run, time.monotonic()))
+    return _ok(run.served(DIALECT, _progress(run, time.monotonic())))
 
 
 async def _info(state: EmulatorState, request: Request) -> Response:
@@ -185,7 +187,7 @@ async def _info(state: EmulatorState, request: Request) -> Response:
     run = state.get_run(run_order_id, NAME)
     if run is None:
         raise ApiError(404, "运行订单不存在")
-    return _ok(_billing(run, time.monotonic()))
+    return _ok(run.served(DIALECT, _billing(run, time.monotonic())))
 
 
 async def _balance(state: EmulatorState, request: Request) -> Response:
@@ -292,7 +294,7 @@ def _billing(run: Run, now: float) -> dict[str, Any]:
         "freeze_status": "released" if done else "frozen",
         "submission_status": "submitted",
         "run_status": STATUSES[phase],
-        "settlement_status": "settled" if done else "pending",
+        "settlement_status": _settlement_status(phase),
         "task_id": run.extra["task_id"],
         "prompt_id": run.extra["prompt_id"],
         "inputs": run.inputs,
@@ -309,13 +311,23 @@ def _billing(run: Run, now: float) -> dict[str, Any]:
     }
 
 
+def _settlement_status(phase: str) -> str:
+    """A canceled run releases its frozen quote (as the documented model-run cancel does); others settle."""
+    if phase == "canceled":
+        return "released"
+    return "settled" if phase in TERMINAL_PHASES else "pending"
+
+
 def _money(amount: Decimal) -> str:
     return format(amount.quantize(_EIGHT_DECIMALS), "f")
 
 
 def _costs(run: Run, now: float) -> tuple[float, float]:
-    """(compute, external) cost in CNY: charged at the end, nothing for a run that never started."""
-    if not run.is_done(now) or not run.has_started(now):
+    """
+    (compute, external) cost in CNY: charged at the end; nothing for a run that never started, nor for a
+    canceled one, whose whole quote is released (the documented cancel: ``released_amount`` = the freeze).
+    """
+    if not run.is_done(now) or not run.has_started(now) or run.phase(now) == "canceled":
         return 0.0, 0.0
     return run.cost, run.scenario.external_cost
 

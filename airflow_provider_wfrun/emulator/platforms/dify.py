@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -31,6 +32,8 @@ from airflow_provider_wfrun.emulator.core import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.requests import Request
 
 NAME = "dify"
@@ -45,6 +48,27 @@ APP_INFO = {
     "tags": [],
     "mode": "workflow",
     "author_name": "wfrun emulator",
+}
+
+#: ``GET /parameters`` besides the input form (the documented example's feature switches and limits).
+APP_PARAMETERS: dict[str, Any] = {
+    "opening_statement": "",
+    "suggested_questions": [],
+    "suggested_questions_after_answer": {"enabled": False},
+    "speech_to_text": {"enabled": False},
+    "text_to_speech": {"enabled": False},
+    "retriever_resource": {"enabled": False},
+    "annotation_reply": {"enabled": False},
+    "more_like_this": {"enabled": False},
+    "sensitive_word_avoidance": {"enabled": False},
+    "file_upload": {"image": {"enabled": False}},
+    "system_parameters": {
+        "file_size_limit": 15,
+        "image_file_size_limit": 10,
+        "audio_file_size_limit": 50,
+        "video_file_size_limit": 100,
+        "workflow_file_upload_limit": 10,
+    },
 }
 
 STATUSES = {
@@ -90,7 +114,13 @@ def _default_code(status: int) -> str:
 
 
 DIALECT = Dialect(
-    name=NAME, root=ROOT, statuses=STATUSES, error=_error, has_queue=False, default_cost=DEFAULT_PRICE_USD
+    name=NAME,
+    root=ROOT,
+    statuses=STATUSES,
+    error=_error,
+    has_queue=False,
+    default_cost=DEFAULT_PRICE_USD,
+    essential=frozenset({"id", "status"}),
 )
 
 
@@ -103,6 +133,8 @@ def routes(state: EmulatorState) -> list[Route]:
         platform_route(state, DIALECT, "info", "/info", _info, "GET"),
         platform_route(state, DIALECT, "upload", "/files/upload", _upload, "POST"),
         Route(f"{FILES_ROOT}/{{file_id}}/file-preview", _file_preview(state), methods=["GET"]),
+        platform_route(state, DIALECT, "parameters", "/parameters", _parameters, "GET"),
+        platform_route(state, DIALECT, "logs", "/workflows/logs", _logs, "GET"),
     ]
 
 
@@ -147,7 +179,7 @@ def _file_link(stored: files.StoredFile) -> str:
     return f"{FILES_ROOT}/{stored.file_id}/file-preview?timestamp={int(time.time())}&nonce=n&sign=s"
 
 
-def _file_preview(state: EmulatorState):
+def _file_preview(state: EmulatorState) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         if "sign" not in request.query_params:
             return JSONResponse({"code": "forbidden", "message": "Invalid request."}, status_code=403)
@@ -161,9 +193,10 @@ def _output_file(state: EmulatorState, value: Any) -> dict[str, Any] | None:
     if value == files.GENERATE_PNG:
         stored = files.generated_png(state, "")
     elif isinstance(value, dict) and value.get("transfer_method") == "local_file":
-        stored = state.files.get(str(value.get("upload_file_id")))
-        if not isinstance(stored, files.StoredFile):
+        found = state.files.get(str(value.get("upload_file_id")))
+        if not isinstance(found, files.StoredFile):
             raise ApiError(400, f"File {value.get('upload_file_id')} not found.", "invalid_param")
+        stored = found
     else:
         return None
     return {
@@ -224,7 +257,7 @@ async def _get_run(state: EmulatorState, request: Request) -> Response:
     run = state.get_run(request.path_params["workflow_run_id"], NAME)
     if run is None:
         raise ApiError(404, "Workflow run not found.", "not_found")
-    return JSONResponse(_detail(run, time.monotonic()))
+    return JSONResponse(run.served(DIALECT, _detail(run, time.monotonic())))
 
 
 async def _stop(state: EmulatorState, request: Request) -> Response:
@@ -239,6 +272,109 @@ async def _stop(state: EmulatorState, request: Request) -> Response:
 
 async def _info(state: EmulatorState, request: Request) -> Response:
     return JSONResponse(APP_INFO)
+
+
+async def _parameters(state: EmulatorState, request: Request) -> Response:
+    """The app's input form: one required text input per name in the scenario's ``declared_inputs``."""
+    names = state.scenario_for(DEFAULT_WORKFLOW_ID).declared_inputs
+    form = [
+        {"text-input": {"label": name, "variable": name, "required": True, "default": ""}} for name in names
+    ]
+    return JSONResponse({**APP_PARAMETERS, "user_input_form": form})
+
+
+_LOG_STATUSES = ("succeeded", "failed", "stopped")
+
+
+async def _logs(state: EmulatorState, request: Request) -> Response:
+    """The runs this app holds, newest first, with the documented filters and page/limit paging."""
+    query = request.query_params
+    page, limit = _bounded_int(query, "page", 1, 99999, 1), _bounded_int(query, "limit", 1, 100, 20)
+    status = query.get("status")
+    if status is not None and status not in _LOG_STATUSES:
+        raise ApiError(400, f"status must be one of {', '.join(_LOG_STATUSES)}", "invalid_param")
+    if query.get("created_by_account"):
+        raise ApiError(400, f"Account not found: {query['created_by_account']}", "invalid_param")
+    before, after = _instant(query, "created_at__before"), _instant(query, "created_at__after")
+    now = time.monotonic()
+    runs = [run for run in state.runs.values() if run.platform == NAME]
+    matching = [
+        run
+        for run in sorted(runs, key=lambda run: run.created_wall, reverse=True)
+        if (status is None or STATUSES[run.phase(now)] == status)
+        and (before is None or run.created_wall < before)
+        and (after is None or run.created_wall > after)
+        and query.get("created_by_end_user_session_id") in (None, run.extra.get("user"))
+        and (not query.get("keyword") or query["keyword"] in _searchable(run))
+    ]
+    shown = matching[(page - 1) * limit : page * limit]
+    return JSONResponse(
+        {
+            "page": page,
+            "limit": limit,
+            "total": len(matching),
+            "has_more": page * limit < len(matching),
+            "data": [_log_entry(run, now) for run in shown],
+        }
+    )
+
+
+def _bounded_int(query: Any, name: str, low: int, high: int, default: int) -> int:
+    text = query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ApiError(400, f"{name} must be an integer from {low} to {high}", "invalid_param")
+    return int(text)
+
+
+def _instant(query: Any, name: str) -> float | None:
+    text = query.get(name)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO 8601 date-time", "invalid_param") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _searchable(run: Run) -> str:
+    return json.dumps([run.run_id, run.inputs, run.outputs], ensure_ascii=False, default=str)
+
+
+def _log_entry(run: Run, now: float) -> dict[str, Any]:
+    detail = _detail(run, now)
+    user = run.extra.get("user", "")
+    created = int(run.created_wall)
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"log:{run.run_id}")),
+        "workflow_run": {
+            "id": run.run_id,
+            "version": time.strftime("%Y-%m-%d %H:%M:%S.000000", time.gmtime(created)),
+            "status": detail["status"],
+            "error": detail["error"],
+            "elapsed_time": detail["elapsed_time"],
+            "total_tokens": detail["total_tokens"],
+            "total_steps": detail["total_steps"],
+            "created_at": created,
+            "finished_at": detail["finished_at"],
+            "exceptions_count": sum(node.status == "exception" for node in _plan(run))
+            if run.is_done(now)
+            else 0,
+            "triggered_from": "app-run",
+        },
+        "created_from": "service-api",
+        "created_by_role": "end_user",
+        "created_by_account": None,
+        "created_by_end_user": {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"dify-user:{user}")),
+            "type": "service-api",
+            "is_anonymous": False,
+            "session_id": user,
+        },
+        "created_at": created,
+    }
 
 
 # ----------------------------------------------------------------------------------------- node model
@@ -332,7 +468,7 @@ def _detail(run: Run, now: float) -> dict[str, Any]:
 
 def _finished(run: Run, plan: list[_Node], *, stream: bool) -> dict[str, Any]:
     """``data`` of ``workflow_finished`` (stream) and of the blocking response."""
-    data = {
+    data: dict[str, Any] = {
         "id": run.run_id,
         "workflow_id": run.workflow_id,
         "status": STATUSES[run.final_phase],

@@ -69,6 +69,7 @@ DIALECT = Dialect(
     error=_error,
     accepts_bare_key=True,
     default_cost=DEFAULT_CREDITS,
+    essential=frozenset({"workflowRunId", "status"}),
 )
 
 
@@ -89,7 +90,7 @@ async def _invoke(state: EmulatorState, request: Request) -> Response:
     if body.get("isAsync") is True:
         return JSONResponse({**_identity(run), "status": "PENDING"})
     await state.wait_done(run)
-    return JSONResponse(_result(run, time.monotonic()))
+    return JSONResponse(run.served(DIALECT, _result(run, time.monotonic())))
 
 
 async def _query(state: EmulatorState, request: Request) -> Response:
@@ -99,10 +100,10 @@ async def _query(state: EmulatorState, request: Request) -> Response:
         raise ApiError(400, "Invalid parameter: workflowRunId is required")
     run = state.get_run(run_id, NAME)
     if run is None:
-        return JSONResponse(
-            {"code": 40000, "message": f"Invalid parameter: workflowRunId {run_id} not found"}
-        )
-    return JSONResponse(_result(run, time.monotonic()))
+        # GPTBots documents no "run not found" answer; its documented code for a request it cannot serve
+        # is 40000 "Invalid parameter" (an HTTP 200 body, as its own scripts expect), so that is the answer.
+        return JSONResponse({"code": 40000, "message": "Invalid parameter"})
+    return JSONResponse(run.served(DIALECT, _result(run, time.monotonic())))
 
 
 async def _verify(state: EmulatorState, request: Request) -> Response:
@@ -122,20 +123,26 @@ def _result(run: Run, now: float) -> dict[str, Any]:
     """The query/sync-invoke object; the result fields appear only once the run is over."""
     phase = run.phase(now)
     started = run.has_started(now)
+    # startTime and endTime bracket the execution (end - start = workflowExecutionTime), as in the
+    # documented example; a queued run has not started, so it has no startTime yet.
+    start_ms = _ms(run.wall(run.start_mono))
+    execution_ms = round(run.running_seconds(now) * 1000)
     result: dict[str, Any] = {
         **_identity(run),
         "input": run.inputs,
         "output": run.outputs if phase in ("succeeded", "partial") else {},
-        "workflowExecutionTime": round(run.running_seconds(now) * 1000),
+        "workflowExecutionTime": execution_ms,
         "status": STATUSES[phase],
         "totalCost": run.cost if started else 0,
         "totalTokens": run.scenario.tokens if started else 0,
-        "startTime": _ms(run.created_wall),
-        "endTime": _ms(run.wall(run.end_mono)),
+        "startTime": start_ms,
+        "endTime": start_ms + execution_ms,
     }
     if phase not in TERMINAL_PHASES:
         for key in _RESULT_ONLY:
             del result[key]
+    if not started:
+        del result["startTime"]
     return result
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 #: The deadline of ``wfrun_live_deadline`` (seconds): short, so a test can watch it pass.
 DEADLINE_SECONDS = 30
+#: The deadline of each task of ``wfrun_live_fanout``: far enough out to outlive a triggerer's failover.
+FANOUT_DEADLINE_SECONDS = 900
 
 PLATFORMS = ("dify", "gptbots", "chenyu")
 WORKFLOW_IDS = {"dify": None, "gptbots": None, "chenyu": "wf_861ef31e94dcfb10e6e7"}

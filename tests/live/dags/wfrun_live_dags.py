@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, task
-from live_plan import DEADLINE_SECONDS, cases
+from live_plan import DEADLINE_SECONDS, FANOUT_DEADLINE_SECONDS, cases
 
 from airflow_provider_wfrun.operators.workflow_run import RunWorkflowOperator
 
@@ -73,3 +73,21 @@ with _dag("wfrun_live_soak", params={"count": 200}, max_active_tasks=2048):
         return cases(int(context["params"]["count"]))
 
     RunWorkflowOperator.partial(task_id="run", deferrable=True, poll_interval=2.0).expand_kwargs(plan())
+
+
+# Many waits at once, the cases given by the DAG run's conf, each with a deadline that outlives a failover.
+# Retries, as in production: a resumed task that cannot reach the API server (restarting) fails its try.
+with _dag("wfrun_live_fanout", params={"cases": []}, max_active_tasks=2048):
+
+    @task
+    def fan_out(**context) -> list[dict]:
+        return list(context["params"]["cases"])
+
+    RunWorkflowOperator.partial(
+        task_id="run",
+        deferrable=True,
+        poll_interval=2.0,
+        timeout=FANOUT_DEADLINE_SECONDS,
+        retries=2,
+        retry_delay=timedelta(seconds=5),
+    ).expand_kwargs(fan_out())
