@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-live test-all lint demo clean bench bench-full mutation test-floor install-ui test-ui test-distributed bench-airflow bench-airflow-full
+.PHONY: install test test-live test-all lint demo clean bench bench-full mutation test-floor install-ui test-ui test-distributed bench-airflow bench-airflow-full bench-deps
 
 install: $(STAMP)
 
@@ -94,13 +94,21 @@ clean:
 demo: install
 	$(BIN)/python scripts/demo.py
 
-# Waiting cost against the peers' polling and HttpSensor (docs/benchmarks.md). Quick: a few minutes on 2 cores.
-bench: install
-	$(BIN)/python -m benchmarks.run --mode quick
+# Waiting cost against the peers' polling, other HTTP clients and HttpSensor (docs/benchmarks.md), over plain
+# HTTP and TLS, in alternated rounds. Quick: about 15 minutes on 2 cores.
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--parts 2,3,1" (parts in that order).
+BENCH_ARGS ?=
+
+bench: bench-deps
+	$(BIN)/python -m benchmarks.run --mode quick $(BENCH_ARGS)
 
 # The large sizes (N = 1,000 / 5,000 / 10,000 waits, a 10-minute run through Airflow): about 45 minutes.
-bench-full: install
-	$(BIN)/python -m benchmarks.run --mode full
+bench-full: bench-deps
+	$(BIN)/python -m benchmarks.run --mode full $(BENCH_ARGS)
+
+# The benchmarks' own extra (httpx-aiohttp, a compared alternative), on top of `make install`.
+bench-deps: install
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,bench]"
 
 # Mutation testing of the adapters and the run model with the fast adapter tests ([tool.mutmut] in
 # pyproject.toml). CPU heavy, so not in CI; `.venv/bin/mutmut results` lists the survivors afterwards.

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,39 +69,103 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def emulator_process() -> Iterator[str]:
-    """The emulator in its own process on its own core; yields its URL."""
-    port = free_port()
-    command = [PYTHON, "-m", "airflow_provider_wfrun.emulator", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--api-key", API_KEY, "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: pin(EMULATOR_CPU),
-        cwd=REPO,
+def tls_files(directory: Path) -> dict[str, str]:
+    """
+    A private CA and a server certificate for 127.0.0.1 signed by it, written into ``directory``: the
+    emulator serves the certificate, clients trust the CA through ``verify`` (a CA bundle path), as with a
+    self-hosted platform behind a private CA.
+    """
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wfrun benchmark CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the emulator exited with code {process.returncode}")
-            try:
-                with urllib.request.urlopen(f"{url}/_emulator/platforms", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the emulator did not start within 30 s") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["cert"].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return {name: str(path) for name, path in files.items()}
+
+
+@dataclass(frozen=True)
+class Emulator:
+    """The running emulator: the same runs over plain HTTP (``url``) and TLS (``tls_url``, CA ``ca``)."""
+
+    url: str
+    tls_url: str
+    ca: str
+
+
+@contextlib.contextmanager
+def emulator_process() -> Iterator[Emulator]:
+    """The emulator (``benchmarks.emulator``) in its own process on its own core, over HTTP and TLS."""
+    with tempfile.TemporaryDirectory(prefix="wfrun-bench-tls-") as directory:
+        tls = tls_files(Path(directory))
+        tls_args = ["--certfile", tls["cert"], "--keyfile", tls["key"]]
+        process = subprocess.Popen(
+            [PYTHON, "-m", "benchmarks.emulator", "--api-key", API_KEY, *tls_args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            preexec_fn=lambda: pin(EMULATOR_CPU),
+            cwd=REPO,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+            assert process.stdout is not None
+            line = process.stdout.readline().split()
+            if len(line) != 3 or line[0] != "ready":
+                raise SystemExit(f"the emulator did not start (code {process.poll()})")
+            emulator = Emulator(f"http://127.0.0.1:{line[1]}", f"https://127.0.0.1:{line[2]}", tls["ca"])
+            control(emulator.url, "/platforms")
+            yield emulator
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 def control(url: str, path: str, method: str = "GET", body: Any = None) -> Any:
@@ -163,18 +230,24 @@ async def submit_runs(
 
 
 # ------------------------------------------------------------------------------------------ connections
-def connection_env(url: str) -> dict[str, str]:
-    """``bench_<platform>`` (ours) and ``bench_http_<platform>`` (plain HTTP, for the peers) connections."""
+def connection_env(emulator: Emulator) -> dict[str, str]:
+    """
+    Per platform: ``bench_<platform>`` (ours) and ``bench_http_<platform>`` (an HTTP connection, for the
+    peers and the other clients) over plain HTTP; ``bench_tls_<platform>`` and ``bench_http_tls_<platform>``
+    the same over TLS, trusting the benchmark's CA (``verify``: a CA bundle path).
+    """
     env = {}
     for platform in PLATFORMS:
-        ours = {"conn_type": platform, "host": url + ROOTS[platform], "password": API_KEY}
-        env[f"AIRFLOW_CONN_BENCH_{platform.upper()}"] = json.dumps(ours)
-        http = {
-            "conn_type": "http",
-            "host": url + ROOTS[platform],
-            "extra": {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
-        }
-        env[f"AIRFLOW_CONN_BENCH_HTTP_{platform.upper()}"] = json.dumps(http)
+        for tag, url, extra in (("", emulator.url, {}), ("TLS_", emulator.tls_url, {"verify": emulator.ca})):
+            ours = {"conn_type": platform, "host": url + ROOTS[platform], "password": API_KEY, "extra": extra}
+            env[f"AIRFLOW_CONN_BENCH_{tag}{platform.upper()}"] = json.dumps(ours)
+            http = {
+                "conn_type": "http",
+                "host": url + ROOTS[platform],
+                "extra": {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+            }
+            env[f"AIRFLOW_CONN_BENCH_HTTP_{tag}{platform.upper()}"] = json.dumps(http)
+    env["WFRUN_BENCH_CA"] = emulator.ca
     return env
 
 
@@ -207,8 +280,10 @@ def run_contender(module: str, args: Sequence[str], env: dict[str, str], timeout
     return json.loads(lines[-1])
 
 
-def start_contender(module: str, args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start ``python -m benchmarks.<module>`` pinned to the contender core; returns once it says ready."""
+def start_contender(
+    module: str, args: Sequence[str], env: dict[str, str], cpu: int | None = CONTENDER_CPU
+) -> subprocess.Popen[str]:
+    """Start ``python -m benchmarks.<module>`` pinned to ``cpu`` (None: any); returns once it says ready."""
     process = subprocess.Popen(
         [PYTHON, "-m", f"benchmarks.{module}", *args],
         env={**os.environ, **env},
@@ -217,7 +292,7 @@ def start_contender(module: str, args: Sequence[str], env: dict[str, str]) -> su
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: pin(CONTENDER_CPU),
+        preexec_fn=None if cpu is None else lambda: pin(cpu),
     )
     assert process.stdout is not None
     seen: list[str] = []

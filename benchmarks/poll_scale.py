@@ -1,9 +1,18 @@
 """
 Part 1, one contender: N waits in one event loop, each polling one long run at a fixed interval.
 
-``ours``: N ``WorkflowRunTrigger.run()`` generators (fixed-interval policy, so both sides poll equally often).
+``ours``: N ``WorkflowRunTrigger.run()`` generators (fixed-interval policy, so every contender polls equally
+often) over the hook's one shared ``aiohttp.ClientSession`` per event loop.
 ``peers``: N loops in the pattern of ``HttpSensorTrigger`` and dbt-cloud's trigger: ``HttpAsyncHook`` with a
 new ``aiohttp.ClientSession`` per poll, the JSON body read and its status field checked.
+``aiohttp``, ``httpx``, ``httpx-aiohttp``: the peers' loop over one shared client per process (a bare
+``aiohttp.ClientSession`` with our connector's limits; httpx's ``AsyncClient`` with its own pool;
+``httpx_aiohttp.HttpxAiohttpClient``), at most 50 connections each, as ours has for one host. These are the
+alternatives the transport was chosen among, measured for the comparison only: the package uses none but
+aiohttp. They do only what the peers' loop does (no run model, no adapter, no retry policy, no trigger), so
+``ours`` minus ``aiohttp`` is the cost of our work above the transport.
+
+``--tls``: the same runs over TLS (the emulator's certificate, signed by the benchmark's CA).
 
 The waits start staggered over the first interval (as tasks defer at different times). Once every wait has
 polled twice, RSS is read (minus the baseline taken before the waits were created) and CPU is measured over
@@ -18,12 +27,15 @@ import asyncio
 import cProfile
 import gc
 import json
+import os
+import ssl
+import sys
 import time
 from typing import Any
 
 import airflow  # noqa: F401  (import Airflow before the provider: its config loads provider info)
 
-from benchmarks.common import cpu_seconds, percentile, rss_bytes
+from benchmarks.common import API_KEY, CONTENDER_CPU, cpu_seconds, percentile, pin, rss_bytes
 
 TERMINAL = {"succeeded", "failed", "stopped", "partial-succeeded", "SUCCEED", "FAILED", "canceled"}
 
@@ -56,7 +68,7 @@ class Meter:
             self.polls += 1
 
 
-def ours(runs: list[dict[str, Any]], meter: Meter, interval: float) -> list[Any]:
+def ours(runs: list[dict[str, Any]], meter: Meter, interval: float, tls: str) -> list[Any]:
     from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
     from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
 
@@ -74,7 +86,7 @@ def ours(runs: list[dict[str, Any]], meter: Meter, interval: float) -> list[Any]
 
     async def wait(run: dict[str, Any]) -> None:
         trigger = TimedTrigger(
-            conn_id=f"bench_{run['platform']}",
+            conn_id=f"bench_{tls}{run['platform']}",
             run_id=run["run_id"],
             end_time=time.time() + 86_400,
             poll_interval=interval,
@@ -93,39 +105,145 @@ def _fixed_policy_kwargs(trigger_class: Any) -> dict[str, Any]:
     return {"adaptive": False} if "adaptive" in inspect.signature(trigger_class).parameters else {}
 
 
-def peers(runs: list[dict[str, Any]], meter: Meter, interval: float) -> list[Any]:
+def peers(runs: list[dict[str, Any]], meter: Meter, interval: float, tls: str) -> list[Any]:
     import aiohttp
     from airflow.providers.http.hooks.http import HttpAsyncHook
+
+    # Over TLS the CA is handed to aiohttp as the HTTP provider allows (``extra_options``), one context per
+    # process: the peers pay a TLS handshake per poll (a new session), not a context per poll.
+    extra_options = {"ssl": _ca_context()} if tls else None
 
     async def poll(hook: HttpAsyncHook, run: dict[str, Any]) -> str:
         platform, run_id = run["platform"], run["run_id"]
         async with aiohttp.ClientSession() as session:
             if platform == "dify":
-                response = await hook.run(session=session, endpoint=f"workflows/run/{run_id}")
+                response = await hook.run(
+                    session=session, endpoint=f"workflows/run/{run_id}", extra_options=extra_options
+                )
             elif platform == "gptbots":
                 response = await hook.run(
-                    session=session, endpoint="workflow/query/result", json={"workflowRunId": run_id}
+                    session=session,
+                    endpoint="workflow/query/result",
+                    json={"workflowRunId": run_id},
+                    extra_options=extra_options,
                 )
             else:
                 response = await hook.run(
-                    session=session, endpoint="workflow/run/execution", data={"run_order_id": run_id}
+                    session=session,
+                    endpoint="workflow/run/execution",
+                    data={"run_order_id": run_id},
+                    extra_options=extra_options,
                 )
             payload = await response.json()
         return payload["data"]["status"] if platform == "chenyu" else payload["status"]
 
     async def wait(run: dict[str, Any]) -> None:
         method = "POST" if run["platform"] == "gptbots" else "GET"
-        hook = HttpAsyncHook(method=method, http_conn_id=f"bench_http_{run['platform']}", retry_limit=3)
-        while True:
-            try:
-                status = await meter.timed(run["run_id"], poll(hook, run))
-            except Exception:
-                status = None
-            if status in TERMINAL:
-                return
-            await asyncio.sleep(interval)
+        hook = HttpAsyncHook(method=method, http_conn_id=f"bench_http_{tls}{run['platform']}", retry_limit=3)
+        await poll_loop(meter, run, interval, lambda: poll(hook, run))
 
     return [wait(run) for run in runs]
+
+
+async def poll_loop(meter: Meter, run: dict[str, Any], interval: float, poll: Any) -> None:
+    """The peers' loop: poll, read the status, sleep the interval, until the run ends."""
+    while True:
+        try:
+            status = await meter.timed(run["run_id"], poll())
+        except Exception:
+            status = None
+        if status in TERMINAL:
+            return
+        await asyncio.sleep(interval)
+
+
+def _ca_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=os.environ["WFRUN_BENCH_CA"])
+
+
+#: Connections of the shared-client contenders: what ours may open to one host (ASYNC_MAX_PER_HOST).
+CLIENT_CONNECTIONS = 50
+
+
+def shared_client(contender: str, tls: str) -> Any:
+    """One client for the whole process, as a triggerer would hold it; ``request(method, url, ...)``."""
+    import aiohttp
+    import httpx
+
+    from airflow_provider_wfrun.hooks import transport
+
+    verify: Any = _ca_context() if tls else True
+    limits = httpx.Limits(
+        max_connections=CLIENT_CONNECTIONS,
+        max_keepalive_connections=CLIENT_CONNECTIONS,
+        keepalive_expiry=transport.ASYNC_KEEPALIVE_SECONDS,
+    )
+    if contender == "httpx":
+        return httpx.AsyncClient(verify=verify, limits=limits, trust_env=False)
+    if contender == "httpx-aiohttp":
+        from httpx_aiohttp import HttpxAiohttpClient
+
+        return HttpxAiohttpClient(verify=verify, limits=limits, trust_env=False)
+    connector = aiohttp.TCPConnector(
+        limit=transport.ASYNC_MAX_CONNECTIONS,
+        limit_per_host=transport.ASYNC_MAX_PER_HOST,
+        keepalive_timeout=transport.ASYNC_KEEPALIVE_SECONDS,
+        ssl=verify if tls else True,
+    )
+    return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+
+def clients(contender: str) -> Any:
+    """The peers' loop over one shared client of the kind ``contender`` names."""
+
+    def make(runs: list[dict[str, Any]], meter: Meter, interval: float, tls: str) -> list[Any]:
+        import aiohttp
+
+        state: dict[str, Any] = {}
+        bases = {
+            p: json.loads(os.environ[f"AIRFLOW_CONN_BENCH_HTTP_{tls.upper()}{p.upper()}"])["host"]
+            for p in ("dify", "gptbots", "chenyu")
+        }
+        headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+        async def poll(run: dict[str, Any]) -> str:
+            client = state.get("client")
+            if client is None:
+                client = state["client"] = shared_client(contender, tls)
+            platform, run_id = run["platform"], run["run_id"]
+            base = bases[platform]
+            if platform == "dify":
+                request = ("GET", f"{base}/workflows/run/{run_id}", {})
+            elif platform == "gptbots":
+                request = ("POST", f"{base}/workflow/query/result", {"json": {"workflowRunId": run_id}})
+            else:
+                request = ("GET", f"{base}/workflow/run/execution", {"params": {"run_order_id": run_id}})
+            method, url, options = request
+            if isinstance(client, aiohttp.ClientSession):
+                async with client.request(method, url, headers=headers, **options) as response:
+                    response.raise_for_status()
+                    payload = await response.json()
+            else:
+                response = await client.request(method, url, headers=headers, **options)
+                response.raise_for_status()
+                payload = response.json()
+            return payload["data"]["status"] if platform == "chenyu" else payload["status"]
+
+        async def wait(run: dict[str, Any]) -> None:
+            await poll_loop(meter, run, interval, lambda: poll(run))
+
+        return [wait(run) for run in runs]
+
+    return make
+
+
+CONTENDERS = {
+    "ours": ours,
+    "peers": peers,
+    "aiohttp": clients("aiohttp"),
+    "httpx": clients("httpx"),
+    "httpx-aiohttp": clients("httpx-aiohttp"),
+}
 
 
 async def staggered(waiting: Any, delay: float) -> None:
@@ -140,6 +258,8 @@ class GcClock:
         self.seconds = 0.0
         self.longest = 0.0
         self.collections = 0
+        #: Collections of the oldest generation: the whole heap, Airflow's included (the long pauses).
+        self.full = 0
         self._started = 0.0
         gc.callbacks.append(self._callback)
 
@@ -151,6 +271,7 @@ class GcClock:
             self.seconds += pause
             self.longest = max(self.longest, pause)
             self.collections += 1
+            self.full += info["generation"] == 2
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -158,7 +279,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         runs = json.load(handle)[: args.n]
     n, interval = len(runs), args.interval
     meter = Meter([run["run_id"] for run in runs], interval)
-    make = ours if args.contender == "ours" else peers
+    tls = "tls_" if args.tls else ""
+    contender = CONTENDERS[args.contender]
+
+    def make(runs: list[dict[str, Any]], meter: Meter, interval: float) -> list[Any]:
+        return contender(runs, meter, interval, tls)
+
     # Warm-up outside the measurement: imports, the first client, connection lookups' caches.
     warm_meter = Meter([run["run_id"] for run in runs[:3]], interval)
     warm = make(runs[:3], warm_meter, interval)
@@ -196,11 +322,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     meter.recording = False
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Bounded: a wait that swallows its cancellation (asyncio.wait_for on Python < 3.12 can, when the
+    # inner call finishes as the cancel lands) would keep polling; it is counted, not waited for forever.
+    _, pending = await asyncio.wait(tasks, timeout=30) if tasks else (set(), set())
     if profiler:
         profiler.dump_stats(args.profile)
     return {
         "contender": args.contender,
+        "tls": args.tls,
         "n": n,
         "interval": interval,
         "window": round(wall, 3),
@@ -217,20 +346,61 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "gc_seconds": gc_clock.seconds,
         "gc_longest": gc_clock.longest,
         "gc_collections": gc_clock.collections,
+        "gc_full_collections": gc_clock.full,
+        "gc_tracked_objects": len(gc.get_objects()),
+        "cpu_seconds": cpu,
         "expected_rps": n / interval,
+        "not_cancelled": len(pending),
     }
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--contender", choices=("ours", "peers"), required=True)
+    parser.add_argument("--contender", choices=tuple(CONTENDERS), required=True)
+    parser.add_argument("--tls", action="store_true", help="poll over TLS")
     parser.add_argument("--runs", required=True, help="JSON file of submitted runs")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--profile", help="write a cProfile of the measurement window here")
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="import everything, say ready, start on a line from stdin (moving to the contender core)",
+    )
     return parser.parse_args()
 
 
+def standby(contender: str) -> None:
+    """
+    Imports done before the measurement is due (Airflow's take seconds of CPU), on whatever core this
+    process was started on; then wait for the go and move to the contender core.
+    """
+    import aiohttp  # noqa: F401
+    import httpx  # noqa: F401
+    from airflow.providers.http.hooks.http import HttpAsyncHook  # noqa: F401
+
+    from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger  # noqa: F401
+
+    if contender == "httpx-aiohttp":
+        import httpx_aiohttp  # noqa: F401
+    print("ready", flush=True)
+    if not sys.stdin.readline():  # the harness went away: nothing to measure
+        raise SystemExit(1)
+    pin(CONTENDER_CPU)
+
+
+def run() -> None:
+    args = parse_args()
+    if args.standby:
+        standby(args.contender)
+    loop = asyncio.new_event_loop()
+    result = loop.run_until_complete(main(args))
+    print(json.dumps(result), flush=True)
+    if result["not_cancelled"]:
+        os._exit(0)  # waits that ignored their cancellation: closing the loop would wait on them
+    loop.close()
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(parse_args()))))
+    run()

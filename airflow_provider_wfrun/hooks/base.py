@@ -37,6 +37,8 @@ from airflow_provider_wfrun.hooks.transport import (
 from airflow_provider_wfrun.platforms import PlatformAdapter, get_adapter
 
 if TYPE_CHECKING:
+    import ssl
+
     from airflow_provider_wfrun.platforms.base import ApiRequest
 
 #: What an adapter may raise on an answer it cannot read, besides its own typed errors.
@@ -106,6 +108,7 @@ class WorkflowRunBaseHook(BaseHook):
         self._adapter: PlatformAdapter | None = None
         self._transport: SyncTransport | None = None
         self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], yarl.URL] = {}
+        self._route: tuple[ssl.SSLContext, str | None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r})"
@@ -131,6 +134,7 @@ class WorkflowRunBaseHook(BaseHook):
     def _set_connection(self, connection: PlatformConnection) -> None:
         self._connection = connection
         self._adapter = get_adapter(connection.platform, connection.extra)
+        self._route = None
 
     @property
     def adapter(self) -> PlatformAdapter:
@@ -175,12 +179,18 @@ class WorkflowRunBaseHook(BaseHook):
     async def _asend(self, request: ApiRequest, run_id: str | None) -> Any:
         connection = self._connection
         assert connection is not None
+        route = self._route
+        if route is None:
+            # TLS context and proxy, once per hook as the sync path's client has them: reading the
+            # environment's proxies scans every variable, the largest cost of a poll (docs/benchmarks.md).
+            http = connection.http
+            route = self._route = (http.ssl_context(), http.proxy_for(connection.base_url))
         async with shared_async_client() as session:
             reply = await asend(
                 session,
                 Outgoing(request.method, self._url(request), **self._content(request)),
-                ssl_context=connection.http.ssl_context(),
-                proxy=connection.http.proxy_for(connection.base_url),
+                ssl_context=route[0],
+                proxy=route[1],
                 bounds=self.bounds,
                 where=self._where(run_id),
             )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -44,6 +45,18 @@ PREDICTED_END_FRACTION = 0.25
 #: Event ``status`` values besides the terminal run statuses.
 TIMEOUT = "timeout"
 ERROR = "error"
+
+
+async def _within(poll: Coroutine[Any, Any, WorkflowRun], seconds: float) -> WorkflowRun:
+    """
+    ``poll`` bounded by ``seconds`` (``TimeoutError`` past them). ``asyncio.timeout`` where Python has it
+    (3.11+): it runs the poll in the trigger's own task, where ``wait_for`` before 3.12 starts a task per
+    poll and can swallow a cancellation that lands as the poll finishes, leaving a removed trigger polling.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await poll
+    return await asyncio.wait_for(poll, seconds)
 
 
 class WorkflowRunTrigger(BaseTrigger):
@@ -156,7 +169,7 @@ class WorkflowRunTrigger(BaseTrigger):
             remaining = self.end_time - time.time()
             try:
                 # The run's deadline bounds each poll too: a slow platform cannot hold the trigger past it.
-                polled = await asyncio.wait_for(hook.aget_run(self.run_id), timeout=max(remaining, 0.001))
+                polled = await _within(hook.aget_run(self.run_id), max(remaining, 0.001))
             except asyncio.TimeoutError:
                 return self._timeout_event()
             except _FATAL_POLL_ERRORS as exc:
