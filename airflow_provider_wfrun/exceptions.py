@@ -177,6 +177,14 @@ class OutputTooLargeError(WorkflowRunError):
         super().__init__(message, platform=run.platform, run_id=run.run_id)
 
 
+class FileTransferError(WorkflowRunError):
+    """
+    An input file could not be uploaded, or an output file could not be copied to ``outputs_to``.
+
+    A failed copy keeps the run id (the run itself finished); nothing is left under the final name.
+    """
+
+
 _ERROR_TYPES: dict[type[WorkflowRunError], str] = {
     WorkflowRunError: "error",
     InvalidInputError: "invalid_input",
@@ -193,6 +201,7 @@ _ERROR_TYPES: dict[type[WorkflowRunError], str] = {
     RunCanceledError: "run_canceled",
     RunTimeoutError: "timeout",
     OutputTooLargeError: "output_too_large",
+    FileTransferError: "file_transfer",
 }
 
 #: Error types a trigger event may carry, mapped back to the exception the worker raises.

@@ -98,6 +98,27 @@ class RunLogEntry(_Model):
     node_id: str | None = None
 
 
+class OutputFile(_Model):
+    """
+    A file a run produced, as the platform names it: what issue 14's ``outputs_to`` copies.
+
+    Platform URLs often expire (signed links, ComfyUI's output folder being cleaned), so a durable copy is
+    made from ``url`` soon after the run; ``authenticated`` says the URL is on the platform's own API and
+    must be fetched with the connection's authentication headers (ComfyUI ``/view`` behind a proxy).
+    """
+
+    #: File name to store it under (no directories): the platform's name, or the URL's last segment.
+    name: str
+    #: Absolute URL to download it from.
+    url: str
+    #: MIME type when the platform says it or the name implies it, else None.
+    media_type: str | None = None
+    #: Where in ``outputs`` it came from: ``"n9_images"``, ``"9.images[0]"``, ``"file"``.
+    output_key: str
+    size: int | None = None
+    authenticated: bool = False
+
+
 class WorkflowRun(_Model):
     """One run on one platform, normalized."""
 

@@ -27,7 +27,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PLATFORMS = ("dify", "gptbots", "chenyu")
-EXAMPLES = ("example_wfrun_dify", "example_wfrun_gptbots", "example_wfrun_chenyu", "example_wfrun_fan_out")
+EXAMPLES = (
+    "example_wfrun_dify",
+    "example_wfrun_gptbots",
+    "example_wfrun_chenyu",
+    "example_wfrun_fan_out",
+    "example_wfrun_lineage",
+    "example_wfrun_files",
+)
 DEMO_WORKFLOW_ID = "wf_861ef31e94dcfb10e6e7"
 EMULATOR_KEY = "demo-key"
 EMULATOR_ROOTS = {"dify": "/dify/v1", "gptbots": "/gptbots/v1", "chenyu": "/chenyu/api/open/v2"}

@@ -302,6 +302,8 @@ class EmulatorState:
         self._lock = threading.RLock()
         self._runs: dict[str, Run] = {}
         self._index: dict[str, Run] = {}
+        #: Uploaded and generated files, by id (see ``emulator/files.py``).
+        self.files: dict[str, Any] = {}
         self._counters: dict[str, Counter[str]] = {name: Counter() for name in _COUNTERS}
         self.scenarios: dict[str, Scenario] = {}
         self.faults: list[Fault] = []
@@ -316,6 +318,7 @@ class EmulatorState:
         with self._lock:
             self._runs.clear()
             self._index.clear()
+            self.files.clear()
             self.scenarios = dict(self._initial_scenarios)
             self.faults = []
             self._remaining = []

@@ -144,6 +144,15 @@ def _read_capped(chunks: Iterable[bytes], where: Where, limit: int) -> bytes:
     return bytes(body)
 
 
+def _capped_chunks(chunks: Iterable[bytes], where: Where, limit: int) -> Iterator[bytes]:
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            raise too_large(where, limit)
+        yield chunk
+
+
 # ----------------------------------------------------------------------------------- sync (httpx)
 class _Watchdog:
     """
@@ -239,6 +248,17 @@ class SyncTransport:
         with self._exchange(streamed, bounds, where) as response:
             response.stream = _CappedStream(response.stream, where, bounds.max_bytes)  # type: ignore[arg-type]
             yield EventStream(response, where, bounds)
+
+    @contextmanager
+    def download(
+        self, request: Outgoing, bounds: Bounds, where: Where
+    ) -> Iterator[tuple[int, Iterator[bytes]]]:
+        """
+        A file, streamed: its status and its body in chunks, ended at ``bounds.max_bytes`` (decoded) and
+        at the total deadline, both for the whole ``with`` block.
+        """
+        with self._exchange(request, bounds, where) as response:
+            yield response.status_code, _capped_chunks(response.iter_bytes(_CHUNK), where, bounds.max_bytes)
 
     @contextmanager
     def _exchange(self, request: Outgoing, bounds: Bounds, where: Where) -> Iterator[httpx.Response]:

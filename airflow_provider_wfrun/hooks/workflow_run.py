@@ -14,17 +14,30 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_wfrun.connection_form import form_of
-from airflow_provider_wfrun.exceptions import InvalidInputError, InvalidResponseError, WorkflowRunError
+from airflow_provider_wfrun.exceptions import (
+    FileTransferError,
+    InvalidInputError,
+    InvalidResponseError,
+    ResponseTooLargeError,
+    WorkflowRunError,
+)
 from airflow_provider_wfrun.hooks.base import WorkflowRunBaseHook
-from airflow_provider_wfrun.hooks.transport import Outgoing, aevents, deadline_error, shared_async_client
+from airflow_provider_wfrun.hooks.transport import (
+    Bounds,
+    Outgoing,
+    aevents,
+    deadline_error,
+    shared_async_client,
+)
 from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes
 
 if TYPE_CHECKING:
     from airflow_provider_wfrun.hooks.transport import EventStream
-    from airflow_provider_wfrun.models import WorkflowRun
+    from airflow_provider_wfrun.models import OutputFile, WorkflowRun
     from airflow_provider_wfrun.platforms.base import ApiRequest
 
 __all__ = ["PLATFORM_HOOKS", "WorkflowRunHook", "platform_hook", "shared_async_client"]
@@ -44,6 +57,58 @@ class WorkflowRunHook(WorkflowRunBaseHook):
     def run_url(self, run_id: str, workflow_id: str | None = None) -> str:
         connection = self.get_platform_connection()
         return self.adapter.run_url(run_id, base_url=connection.base_url, workflow_id=workflow_id)
+
+    def output_files(self, run: WorkflowRun) -> list[OutputFile]:
+        """
+        The files ``run`` produced, with absolute URLs (no request is made). A file whose
+        ``authenticated`` is True is fetched with :meth:`auth_headers`.
+        """
+        connection = self.get_platform_connection()
+        with self.platform_errors(run.run_id):
+            return self.adapter.output_files(run, base_url=connection.base_url)
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that authenticate a request to this connection's platform (none without a key)."""
+        connection = self.get_platform_connection()
+        return self.adapter.auth_headers(connection.api_key) if connection.api_key else {}
+
+    # --- files --------------------------------------------------------------------------------------
+    def upload_file(self, name: str, content: bytes, media_type: str) -> Any:
+        """
+        Upload one input file; returns the value the workflow's input takes (Dify's file object, chenyu's
+        ``asset://`` URI). Retried like a read: a repeated upload only leaves an unused copy.
+        """
+        self.get_platform_connection()
+        request = self.adapter.upload_request(name, content, media_type)
+        payload = self._call(request, None)
+        with self.platform_errors(None):
+            return self.adapter.parse_upload(payload, media_type=media_type)
+
+    @contextmanager
+    def open_file(self, file: OutputFile, *, run_id: str, max_bytes: int) -> Iterator[Iterator[bytes]]:
+        """
+        An output file's bytes, streamed in chunks within the hook's deadline (for the whole download)
+        and ``max_bytes``. Platform credentials go only to files on the platform's own API.
+        """
+        headers = self.auth_headers() if file.authenticated else {}
+        outgoing = Outgoing("GET", file.url, headers)
+        where = self._where(run_id)
+        bounds = Bounds(self.timeout, max_bytes)
+        with self._sync_transport().download(outgoing, bounds, where) as (status, chunks):
+            if status >= 400:
+                raise FileTransferError(
+                    f"downloading output file {file.name!r} ({file.output_key}) answered HTTP {status}",
+                    platform=self.adapter.name,
+                    run_id=run_id,
+                )
+            try:
+                yield chunks
+            except ResponseTooLargeError:
+                raise FileTransferError(
+                    f"output file {file.name!r} is larger than max_file_bytes={max_bytes}; reading stopped",
+                    platform=self.adapter.name,
+                    run_id=run_id,
+                ) from None
 
     # --- sync API -------------------------------------------------------------------------------
     def submit_run(

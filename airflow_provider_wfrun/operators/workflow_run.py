@@ -58,6 +58,17 @@ from airflow_provider_wfrun.exceptions import (
     WorkflowRunConnectionError,
     WorkflowRunError,
 )
+from airflow_provider_wfrun.files import (
+    DEFAULT_MAX_FILE_BYTES,
+    check_input_files,
+    check_max_file_bytes,
+    check_outputs_to,
+    copy_output_files,
+    has_input_files,
+    input_file_urls,
+    upload_input_files,
+    without_files,
+)
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.models import RunStatus, WorkflowRun
 from airflow_provider_wfrun.results import (
@@ -72,6 +83,7 @@ from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger, nex
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.sdk import ObjectStoragePath
     from airflow.sdk.types import TaskInstanceKey
 
 XCOM_RUN_ID = "run_id"
@@ -123,6 +135,12 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
     :param hook_params: Keyword arguments for :class:`WorkflowRunHook` (``timeout``, ``retry_limit``...).
     :param max_output_bytes: Largest result (as JSON) to return to XCom, default 1 MiB; a larger one fails
         the task with ``OutputTooLargeError`` (the run id and URL are in XCom already). None: no limit.
+    :param outputs_to: Copy every output file (images, documents) to this ``ObjectStoragePath`` or storage
+        URL, under ``<run id>/``; the result's ``files`` lists each copy's path, size and SHA-256 beside
+        the platform's (expiring) URL. Input values that are ``ObjectStoragePath`` or ``pathlib.Path``
+        are uploaded to the platform whatever this is.
+    :param max_file_bytes: Largest output file copied (default 512 MiB); each copy must also finish within
+        the hook's ``timeout``.
     :return: ``{"run_id", "platform", "workflow_id", "status", "outputs", "cost", "duration_seconds"}``, or
         the run id when ``wait=False``.
     """
@@ -148,6 +166,8 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         allow_partial_success: bool = False,
         hook_params: Mapping[str, Any] | None = None,
         max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+        outputs_to: ObjectStoragePath | str | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -174,8 +194,14 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         self.allow_partial_success = allow_partial_success
         self.hook_params = check_hook_params(hook_params)
         self.max_output_bytes = check_max_output_bytes(max_output_bytes)
+        self.outputs_to = check_outputs_to(outputs_to)
+        self.max_file_bytes = check_max_file_bytes(max_file_bytes)
+        #: Files written to ``outputs_to``, for lineage.
+        self._output_files: list[str] = []
         self._handle: dict[str, Any] | None = None
         self._result: Any = None
+        #: The final run as fetched, for lineage.
+        self._final_run: WorkflowRun | None = None
 
     @cached_property
     def hook(self) -> WorkflowRunHook:
@@ -198,9 +224,10 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         """
         check_rendered_ids(conn_id=self.conn_id)
         self.workflow_id = check_workflow_id(self.workflow_id)
-        check_inputs(self.inputs)
+        check_inputs(without_files(self.inputs))
         resolve_connection(self.hook)
         adapter = self.hook.adapter
+        check_input_files(self._inputs, adapter)
         # Adapters are pure: building the request checks what the platform needs (chenyu's workflow_id,
         # GPTBots' lack of one) without sending anything.
         adapter.submit_request(self._inputs, workflow_id=self.workflow_id, idempotency_key="check-only")
@@ -222,9 +249,12 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
     # --- ResumableJobMixin ---------------------------------------------------------------------------
     def submit_job(self, context: Context) -> dict[str, Any]:
         generation = self._generation(context)
+        inputs = self._inputs
+        if has_input_files(inputs):
+            inputs = upload_input_files(self.hook, inputs)
         try:
             run = self.hook.submit_run(
-                self._inputs,
+                inputs,
                 workflow_id=self.workflow_id or None,
                 idempotency_key=self._idempotency_key(context, generation),
             )
@@ -343,19 +373,46 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         if self.cancel_on_kill and self._handle is not None:
             self._cancel_quietly()
 
+    # --- OpenLineage -------------------------------------------------------------------------------
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        The run's lineage: platform and workflow, run id, outcome, URL and spend. The OpenLineage provider
+        also asks this on failure, when the run (if any) is named with what is known of it.
+        """
+        from airflow_provider_wfrun.lineage import operator_lineage
+
+        return operator_lineage(
+            self.hook,
+            self._handle["run_id"] if self._handle else None,
+            workflow_id=self.workflow_id or None,
+            run=self._final_run,
+            inputs=input_file_urls(self.inputs) if isinstance(self.inputs, Mapping) else [],
+            outputs=self._output_files,
+        )
+
     # --- helpers ------------------------------------------------------------------------------------
     def _complete(self, run: WorkflowRun, context: Context) -> Any:
         if run.is_terminal and run.settlement is None and self.hook.adapter.settlement_request(run):
             run = self.hook.settle(run)  # billing failed when the run was fetched: once more, never fatal
+        self._final_run = run
         self.log.info(summary(run))
         cost = {**run.cost.model_dump(mode="json"), "try_number": context["ti"].try_number}
         try:
             context["ti"].xcom_push(key=XCOM_COST, value=cost)
         except Exception as exc:  # recording cost must never fail the task
             self.log.warning("Could not push the run's cost to XCom: %s", exc)
-        return result_of(
+        result = result_of(
             run, allow_partial_success=self.allow_partial_success, max_output_bytes=self.max_output_bytes
         )
+        return self._with_copied_files(run, result)
+
+    def _with_copied_files(self, run: WorkflowRun, result: dict[str, Any]) -> dict[str, Any]:
+        """The result with ``files``: the run's output files copied to ``outputs_to``."""
+        if self.outputs_to is None:
+            return result
+        files = copy_output_files(self.hook, run, self.outputs_to, max_file_bytes=self.max_file_bytes)
+        self._output_files = [entry["path"] for entry in files]
+        return {**result, "files": files}
 
     def _give_up_at_deadline(self) -> None:
         handle = self._require_handle()

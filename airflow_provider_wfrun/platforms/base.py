@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import mimetypes
 import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from functools import partial
 from typing import Annotated, Any, ClassVar, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -44,7 +45,7 @@ from airflow_provider_wfrun.exceptions import (
     RunNotFoundError,
     WorkflowRunError,
 )
-from airflow_provider_wfrun.models import RunStatus, WorkflowRun
+from airflow_provider_wfrun.models import OutputFile, RunStatus, WorkflowRun
 
 log = logging.getLogger(__name__)
 
@@ -416,6 +417,36 @@ class PlatformAdapter(ABC):
         """A second call that completes a terminal run (billing); None when the platform has none."""
         return None
 
+    # --- input files (uploads) -------------------------------------------------------------------
+    def upload_limit(self, name: str, media_type: str | None) -> int:
+        """
+        Largest upload the platform takes for this file, in bytes; checked before reading or sending it.
+        Raises ``NotSupportedError`` where the platform documents no upload, ``InvalidInputError`` for a
+        type it cannot take.
+        """
+        raise NotSupportedError(
+            f"{self.display_name} documents no API to upload input files, so {name!r} cannot be passed "
+            "as a file; pass a public URL in inputs instead, or upload it yourself",
+            platform=self.name,
+        )
+
+    def upload_request(self, name: str, content: bytes, media_type: str) -> ApiRequest:
+        """The multipart request that uploads one input file."""
+        raise NotSupportedError(f"{self.display_name} takes no file uploads", platform=self.name)
+
+    def parse_upload(self, payload: Any, *, media_type: str) -> Any:
+        """The upload's answer as the value the workflow's input takes (the platform's own file form)."""
+        raise NotSupportedError(f"{self.display_name} takes no file uploads", platform=self.name)
+
+    def _require_media_type(self, name: str, media_type: str | None) -> str:
+        if not media_type:
+            raise InvalidInputError(
+                f"the type of input file {name!r} cannot be told from its name, and {self.display_name} "
+                "refuses files without one; give it an extension such as .png, .pdf or .txt",
+                platform=self.name,
+            )
+        return media_type
+
     @abstractmethod
     def probe_request(self) -> ApiRequest:
         """The cheapest authenticated call, for ``test_connection``."""
@@ -434,6 +465,16 @@ class PlatformAdapter(ABC):
 
     def apply_settlement(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
         return run
+
+    def output_files(self, run: WorkflowRun, *, base_url: str) -> list[OutputFile]:
+        """
+        The files a finished run produced, named and addressed (``base_url`` resolves relative links).
+
+        Platforms put files in their outputs in their own shapes (chenyu: URL strings, Dify: file objects,
+        ComfyUI: ``filename``/``subfolder``/``type`` triples behind ``/view``); this is the one place that
+        knows each shape, so copying files out works the same for all. None by default.
+        """
+        return []
 
     @abstractmethod
     def error_info(self, payload: Any) -> ErrorInfo | None:
@@ -609,6 +650,60 @@ def _shown(value: Any) -> str:
     except RecursionError:
         text = "<nested too deeply to show>"
     return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
+
+
+# --- output files ------------------------------------------------------------------------------------
+#: How deep and how many output values are searched for files: outputs are platform data.
+MAX_OUTPUT_DEPTH = 8
+MAX_OUTPUT_FILES = 1000
+
+
+def walk_outputs(outputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """
+    Every value in ``outputs`` with its key path (``"a.b[0]"``), depth first, bounded in depth and count.
+    """
+    found: list[tuple[str, Any]] = []
+    stack: list[tuple[str, Any, int]] = [
+        (str(key), value, 1) for key, value in reversed(list(outputs.items()))
+    ]
+    while stack and len(found) < MAX_OUTPUT_FILES * 10:
+        path, value, depth = stack.pop()
+        found.append((path, value))
+        if depth >= MAX_OUTPUT_DEPTH:
+            continue
+        if isinstance(value, Mapping):
+            stack.extend((f"{path}.{key}", item, depth + 1) for key, item in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend(
+                (f"{path}[{index}]", item, depth + 1) for index, item in reversed(list(enumerate(value)))
+            )
+    return found
+
+
+def url_files(outputs: Mapping[str, Any]) -> list[OutputFile]:
+    """Output values that are http(s) URLs with a file name, as files (chenyu's image outputs)."""
+    files = []
+    for path, value in walk_outputs(outputs):
+        if isinstance(value, str) and value.startswith(("http://", "https://")) and " " not in value:
+            name = file_name(value)
+            if name:
+                files.append(OutputFile(name=name, url=value, media_type=media_type(name), output_key=path))
+    return files[:MAX_OUTPUT_FILES]
+
+
+def file_name(url: str) -> str:
+    """The last path segment of a URL, decoded; "" when the path has none."""
+    segment = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
+    return segment.replace("\\", "_").strip()
+
+
+def media_type(name: str) -> str | None:
+    return mimetypes.guess_type(name, strict=False)[0]
+
+
+def absolute_url(url: str, base_url: str) -> str:
+    """A platform link made absolute: relative ones (``/files/...``) are on the API's host."""
+    return urljoin(base_url.rstrip("/") + "/", url)
 
 
 # --- unit conversions -------------------------------------------------------------------------------

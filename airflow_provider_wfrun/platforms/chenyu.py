@@ -21,6 +21,7 @@ from pydantic import model_validator
 from airflow_provider_wfrun.connection_form import ExtraFieldSpec
 from airflow_provider_wfrun.exceptions import InvalidResponseError
 from airflow_provider_wfrun.models import (
+    OutputFile,
     RunCost,
     RunError,
     RunLogEntry,
@@ -45,6 +46,7 @@ from airflow_provider_wfrun.platforms.base import (
     WireFormat,
     duration,
     readable,
+    url_files,
 )
 
 CURRENCY = "CNY"
@@ -139,6 +141,15 @@ _SETTLEMENT_AMOUNTS = (
 )
 
 
+class _Asset(WireFormat):
+    asset_uri: str
+
+
+#: ``POST /assets`` takes files up to 100 MB, of these media types.
+ASSET_LIMIT_BYTES = 100 * 1024 * 1024
+_ASSET_MEDIA = ("image", "video", "audio")
+
+
 class ChenyuAdapter(PlatformAdapter):
     name = "chenyu"
     display_name = "chenyu.cn"
@@ -215,6 +226,20 @@ class ChenyuAdapter(PlatformAdapter):
 
     def probe_request(self) -> ApiRequest:
         return ApiRequest("GET", "/balance/info")
+
+    def upload_limit(self, name: str, media_type: str | None) -> int:
+        self._require_media_type(name, media_type)
+        return ASSET_LIMIT_BYTES
+
+    def upload_request(self, name: str, content: bytes, media_type: str) -> ApiRequest:
+        """``POST /assets`` as a temporary input (kept 48 h), its kind given rather than guessed."""
+        kind = media_type.partition("/")[0]
+        form = {"media_type": kind if kind in _ASSET_MEDIA else "file", "purpose": "temp_input"}
+        return ApiRequest("POST", "/assets", form=form, files={"file": (name, content, media_type)})
+
+    def parse_upload(self, payload: Any, *, media_type: str) -> Any:
+        """chenyu takes the ``asset://`` URI itself as the input's value."""
+        return self.validate(_Asset, self._data(payload), at="data").asset_uri
 
     def parse_submit(self, payload: Any) -> WorkflowRun:
         data = self.validate(_Submitted, self._data(payload), at="data")
@@ -300,6 +325,10 @@ class ChenyuAdapter(PlatformAdapter):
         if run.error is None and info.error_message:
             update["error"] = RunError(reason=info.error_message, code=info.error_code or None)
         return run.model_copy(update=update)
+
+    def output_files(self, run: WorkflowRun, *, base_url: str) -> list[OutputFile]:
+        """chenyu outputs images as URL strings (``n9_images``), one or a list per output node."""
+        return url_files(run.outputs)
 
     def error_info(self, payload: Any) -> ErrorInfo | None:
         if not isinstance(payload, dict) or "code" not in payload:

@@ -9,12 +9,17 @@ not money, at run level.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
 from airflow_provider_wfrun.connection_form import ExtraFieldSpec
-from airflow_provider_wfrun.models import RunCost, RunError, RunStatus, WorkflowRun
+from airflow_provider_wfrun.exceptions import NotSupportedError
+from airflow_provider_wfrun.human_input import HumanInputAction, HumanInputField, HumanInputForm
+from airflow_provider_wfrun.models import OutputFile, RunCost, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
     ApiRequest,
     Count,
@@ -26,11 +31,19 @@ from airflow_provider_wfrun.platforms.base import (
     Text,
     UnixSeconds,
     WireFormat,
+    absolute_url,
     duration,
+    file_name,
+    media_type,
     readable,
+    walk_outputs,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_USER = "airflow"
+#: How Dify marks a file object in workflow outputs (its ``File`` model serialized).
+FILE_IDENTITY = "__dify__file__"
 
 
 class _RunDetail(WireFormat):
@@ -66,6 +79,72 @@ class _BlockingAnswer(WireFormat):
     task_id: str
     workflow_run_id: str
     data: _RunDetail
+
+
+class _FileObject(WireFormat):
+    """A file in Dify's outputs; ``url`` is signed and expires, and may be relative to the API host."""
+
+    url: str | None = None
+    remote_url: str | None = None
+    filename: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+
+
+class _OptionSource(WireFormat):
+    type: str | None = None
+    value: list[str] | None = None
+
+
+class _FormInput(WireFormat):
+    type: str
+    output_variable_name: str
+    option_source: _OptionSource | None = None
+
+
+class _FormAction(WireFormat):
+    id: str
+    title: Text = None
+
+
+class _Form(WireFormat):
+    """``GET /form/human_input/{token}``, and the ``data`` of a ``human_input_required`` event."""
+
+    form_token: str | None = None
+    node_title: Text = None
+    form_content: Text = None
+    inputs: list[_FormInput] | None = None
+    resolved_default_values: dict[str, Any] | None = None
+    user_actions: list[_FormAction] | None = None
+    actions: list[_FormAction] | None = None
+    expiration_time: UnixSeconds = None
+
+
+class _Uploaded(WireFormat):
+    id: str
+    mime_type: str | None = None
+
+
+#: Dify's file categories by extension (its ``FileType``); anything else is ``custom``.
+_CATEGORIES: Mapping[str, frozenset[str]] = {
+    "image": frozenset({"jpg", "jpeg", "png", "gif", "webp", "svg"}),
+    "document": frozenset(
+        {"txt", "md", "mdx", "markdown", "pdf", "html", "xlsx", "xls", "doc", "docx", "csv", "eml", "msg"}
+        | {"pptx", "ppt", "xml", "epub"}
+    ),
+    "audio": frozenset({"mp3", "m4a", "wav", "amr", "mpga"}),
+    "video": frozenset({"mp4", "mov", "mpeg", "webm"}),
+}
+#: Upload limits per category (Dify's defaults, also Dify Cloud's); other files 15 MB.
+_UPLOAD_LIMIT_MB: Mapping[str, int] = {"image": 10, "audio": 50, "video": 100}
+_OTHER_LIMIT_MB = 15
+_MB = 1024 * 1024
+
+
+def file_category(name: str) -> str:
+    """Dify's category of a file, from its extension: image, document, audio, video or custom."""
+    extension = name.rpartition(".")[2].lower() if "." in name else ""
+    return next((kind for kind, known in _CATEGORIES.items() if extension in known), "custom")
 
 
 class DifyAdapter(PlatformAdapter):
@@ -118,6 +197,83 @@ class DifyAdapter(PlatformAdapter):
     def probe_request(self) -> ApiRequest:
         return ApiRequest("GET", "/info")
 
+    # --- human input (paused runs) -------------------------------------------------------------
+    def events_request(self, run_id: str) -> ApiRequest:
+        """The run's event stream, reopened (it closes at each pause), by the user who started it."""
+        return ApiRequest("GET", f"/workflow/{run_id}/events", params={"user": self.user}, stream=True)
+
+    def read_form_event(self, payload: Any, *, run_id: str) -> HumanInputForm | None:
+        """The form a ``human_input_required`` event announces; None for any other event."""
+        if not isinstance(payload, dict) or payload.get("event") != "human_input_required":
+            return None
+        form = self.validate(_Form, payload.get("data"), run_id=run_id, at="data")
+        if not form.form_token:
+            raise NotSupportedError(
+                f"run {run_id} waits for a Human Input form delivered by e-mail or the console, which "
+                "cannot be answered through the API; answer it in Dify, or set the node's delivery to WebApp",
+                platform=self.name,
+                run_id=run_id,
+            )
+        return self._form(form, form.form_token)
+
+    def form_request(self, token: str) -> ApiRequest:
+        return ApiRequest("GET", f"/form/human_input/{token}")
+
+    def parse_form(self, payload: Any, *, token: str) -> HumanInputForm:
+        return self._form(self.validate(_Form, payload), token)
+
+    def answer_request(self, token: str, *, action: str, inputs: Mapping[str, Any]) -> ApiRequest:
+        """One-shot: a 412 means answered elsewhere first (``human_input_form_submitted``) or expired."""
+        body = {"inputs": dict(inputs), "action": action, "user": self.user}
+        return ApiRequest("POST", f"/form/human_input/{token}", json=body)
+
+    def _form(self, form: _Form, token: str) -> HumanInputForm:
+        defaults = form.resolved_default_values or {}
+        return HumanInputForm(
+            token=token,
+            content=form.form_content or "",
+            node_title=form.node_title,
+            fields=tuple(
+                HumanInputField(
+                    name=field.output_variable_name,
+                    kind=field.type,
+                    default=None
+                    if defaults.get(field.output_variable_name) is None
+                    else str(defaults[field.output_variable_name]),
+                    options=tuple(field.option_source.value or ())
+                    if field.option_source and field.option_source.type == "constant"
+                    else (),
+                )
+                for field in form.inputs or ()
+            ),
+            actions=tuple(
+                HumanInputAction(id=action.id, title=action.title or action.id)
+                for action in (form.user_actions or form.actions or ())
+            ),
+            expires_at=form.expiration_time,
+        )
+
+    # --- input files ------------------------------------------------------------------------------
+    def upload_limit(self, name: str, media_type: str | None) -> int:
+        self._require_media_type(name, media_type)
+        return _UPLOAD_LIMIT_MB.get(file_category(name), _OTHER_LIMIT_MB) * _MB
+
+    def upload_request(self, name: str, content: bytes, media_type: str) -> ApiRequest:
+        """``POST /files/upload``, owned by the connection's ``user`` (only that user's runs can use it)."""
+        return ApiRequest(
+            "POST", "/files/upload", form={"user": self.user}, files={"file": (name, content, media_type)}
+        )
+
+    def parse_upload(self, payload: Any, *, media_type: str) -> Any:
+        """The ``files`` input shape: a local file by its upload id, with Dify's category."""
+        uploaded = self.validate(_Uploaded, payload)
+        name = payload.get("name") if isinstance(payload, dict) else None
+        return {
+            "type": file_category(str(name or "")),
+            "transfer_method": "local_file",
+            "upload_file_id": uploaded.id,
+        }
+
     def read_submit_event(self, payload: Any) -> WorkflowRun | None:
         event = payload.get("event") if isinstance(payload, dict) else None
         if event == "error":
@@ -145,6 +301,33 @@ class DifyAdapter(PlatformAdapter):
 
     def parse_run(self, payload: Any, *, run_id: str) -> WorkflowRun:
         return self._from_detail(self.validate(_RunDetail, payload, run_id=run_id), raw=payload)
+
+    def output_files(self, run: WorkflowRun, *, base_url: str) -> list[OutputFile]:
+        """File objects (``dify_model_identity: __dify__file__``) anywhere in the outputs, alone or listed."""
+        files = []
+        for path, value in walk_outputs(run.outputs):
+            if not isinstance(value, dict) or value.get("dify_model_identity") != FILE_IDENTITY:
+                continue
+            try:
+                file = _FileObject.model_validate(value)
+            except ValidationError:
+                log.warning("Dify output %s looks like a file but could not be read; skipped", path)
+                continue
+            link = file.url or file.remote_url
+            if not link:
+                continue
+            url = absolute_url(link, base_url)
+            name = file.filename or file_name(url)
+            files.append(
+                OutputFile(
+                    name=name,
+                    url=url,
+                    media_type=file.mime_type or media_type(name),
+                    output_key=path,
+                    size=file.size,
+                )
+            )
+        return files
 
     def error_info(self, payload: Any) -> ErrorInfo | None:
         if isinstance(payload, dict) and "code" in payload and "message" in payload:

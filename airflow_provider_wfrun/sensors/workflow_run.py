@@ -82,6 +82,7 @@ class WorkflowRunSensor(StrictTemplateFieldsMixin, BaseSensorOperator):
         self.deferrable = deferrable
         self.hook_params = check_hook_params(hook_params)
         self.max_output_bytes = check_max_output_bytes(max_output_bytes)
+        self._final_run: WorkflowRun | None = None
 
     @cached_property
     def hook(self) -> WorkflowRunHook:
@@ -120,9 +121,16 @@ class WorkflowRunSensor(StrictTemplateFieldsMixin, BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._result(run))
 
     def _result(self, run: WorkflowRun) -> Any:
+        self._final_run = run
         return result_of(
             run, allow_partial_success=self.allow_partial_success, max_output_bytes=self.max_output_bytes
         )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The awaited run's lineage, as the operator's (the sensor knows no workflow id but the run's)."""
+        from airflow_provider_wfrun.lineage import operator_lineage
+
+        return operator_lineage(self.hook, self.run_id, run=self._final_run)
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
         event = check_event(event, self.run_id)

@@ -500,6 +500,196 @@ def test_result_dict_is_json_serializable_with_exact_money():
     }
 
 
+# --- output files: what "files out" copies -----------------------------------------------------------------
+def test_chenyu_output_files_are_the_image_urls():
+    payload = fixture("chenyu/execution_succeeded.json")
+    adapter = get_adapter("chenyu")
+    run = adapter.parse_run(payload, run_id="wfrun_314ff7d8b7a5beff1388")
+    files = adapter.output_files(run, base_url="https://www.chenyu.cn/api/open/v2")
+    assert [(f.output_key, f.url, f.name) for f in files] == [
+        ("n9_images", "https://www.chenyu.cn/media/example-output", "example-output")
+    ]
+
+
+def test_dify_output_files_are_file_objects_with_absolute_urls():
+    adapter = get_adapter("dify")
+    run = adapter.parse_run(
+        fixture("dify/run_detail_file_output.json"), run_id="5ad498ea-1b2b-4c5e-8f1a-3c2d1e0f9a8b"
+    )
+    files = adapter.output_files(run, base_url="https://dify.example.com/v1")
+    assert [f.model_dump() for f in files] == [
+        {
+            "name": "fox.png",
+            "url": "https://dify.example.com/files/tools/3f5b4c1e-9d7a-4b2c-8e6f-1a2b3c4d5e6f.png"
+            "?timestamp=1705407630&nonce=8d1f&sign=abc%3D",
+            "media_type": "image/png",
+            "output_key": "image",
+            "size": 482113,
+            "authenticated": False,
+        },
+        {
+            "name": "report.pdf",
+            "url": "https://files.example.com/report.pdf",
+            "media_type": "application/pdf",
+            "output_key": "attachments[0]",
+            "size": 1024,
+            "authenticated": False,
+        },
+    ]
+
+
+def test_dify_unreadable_file_object_is_skipped_not_fatal(caplog):
+    adapter = get_adapter("dify")
+    payload = fixture("dify/run_detail_file_output.json")
+    payload["outputs"]["image"]["size"] = "big"
+    run = adapter.parse_run(payload, run_id=payload["id"])
+    with caplog.at_level(logging.WARNING):
+        files = adapter.output_files(run, base_url="https://dify.example.com/v1")
+    assert [f.name for f in files] == ["report.pdf"]
+    assert "Dify output image looks like a file but could not be read" in caplog.text
+
+
+def test_output_file_search_is_bounded_in_depth():
+    from airflow_provider_wfrun.platforms.base import MAX_OUTPUT_DEPTH, url_files
+
+    deep: dict[str, Any] = {"url": "https://x.example/deep.png"}
+    for _ in range(MAX_OUTPUT_DEPTH + 2):
+        deep = {"next": deep}
+    shallow = {"a": {"b": ["https://x.example/shallow.png"]}}
+    assert [f.output_key for f in url_files({"deep": deep, **shallow})] == ["a.b[0]"]
+
+
+# --- input file uploads -----------------------------------------------------------------------------
+def test_dify_upload_is_the_documented_multipart_and_answers_in_the_files_input_shape():
+    adapter = get_adapter("dify", {"user": "pipeline-7"})
+    request = adapter.upload_request("brief.pdf", b"%PDF", "application/pdf")
+    assert (request.method, request.path) == ("POST", "/files/upload")
+    assert request.form == {"user": "pipeline-7"}  # only runs of the same user may use the file
+    assert request.files == {"file": ("brief.pdf", b"%PDF", "application/pdf")}
+    answer = {"id": "a1b2c3d4-5678-90ab-cdef-1234567890ab", "name": "brief.pdf", "extension": "pdf"}
+    assert adapter.parse_upload(answer, media_type="application/pdf") == {
+        "type": "document",
+        "transfer_method": "local_file",
+        "upload_file_id": "a1b2c3d4-5678-90ab-cdef-1234567890ab",
+    }
+    with pytest.raises(InvalidResponseError, match="'id'"):
+        adapter.parse_upload({"name": "brief.pdf"}, media_type="application/pdf")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "megabytes"),
+    [
+        ("a.png", "image/png", 10),
+        ("a.mp3", "audio/mpeg", 50),
+        ("a.mp4", "video/mp4", 100),
+        ("a.pdf", "x", 15),
+    ],
+)
+def test_dify_upload_limits_are_its_documented_defaults(name, kind, megabytes):
+    assert get_adapter("dify", {}).upload_limit(name, kind) == megabytes * 1024 * 1024
+
+
+def test_chenyu_upload_is_an_asset_whose_uri_is_the_input():
+    adapter = get_adapter("chenyu", {})
+    request = adapter.upload_request("cat.webp", b"RIFF", "image/webp")
+    assert (request.path, request.form) == ("/assets", {"media_type": "image", "purpose": "temp_input"})
+    assert adapter.upload_request("notes.txt", b"x", "text/plain").form["media_type"] == "file"
+    assert adapter.upload_limit("cat.webp", "image/webp") == 100 * 1024 * 1024
+    answer = {
+        "code": 0,
+        "msg": "success",
+        "data": {"asset_uri": "asset://asset_38d2ff7769fb3b7267039941547e6a78"},
+    }
+    assert (
+        adapter.parse_upload(answer, media_type="image/webp")
+        == "asset://asset_38d2ff7769fb3b7267039941547e6a78"
+    )
+
+
+def test_a_file_without_a_type_or_a_platform_without_uploads_is_refused_before_reading():
+    with pytest.raises(InvalidInputError, match="cannot be told from its name"):
+        get_adapter("dify", {}).upload_limit("blob", None)
+    with pytest.raises(NotSupportedError, match="no API to upload"):
+        get_adapter("gptbots", {}).upload_limit("a.png", "image/png")
+
+
+# --- Dify human input (paused runs) -------------------------------------------------------------------
+#: Dify's documented Get Human Input Form example (dify-openapi-service.json).
+DIFY_FORM = {
+    "form_content": "Please review the draft, set a priority, and confirm or request changes.",
+    "inputs": [
+        {
+            "type": "paragraph",
+            "output_variable_name": "feedback",
+            "default": {"type": "constant", "value": ""},
+        },
+        {
+            "type": "select",
+            "output_variable_name": "priority",
+            "option_source": {"type": "constant", "selector": [], "value": ["low", "medium", "high"]},
+        },
+        {"type": "file", "output_variable_name": "attachment", "allowed_file_types": ["image"]},
+    ],
+    "resolved_default_values": {"feedback": ""},
+    "user_actions": [
+        {"id": "approve", "title": "Approve", "button_style": "primary"},
+        {"id": "reject", "title": "Request changes", "button_style": "default"},
+    ],
+    "expiration_time": 1745510400,
+}
+
+
+def test_dify_form_reads_content_fields_defaults_options_and_actions():
+    form = get_adapter("dify", {}).parse_form(DIFY_FORM, token="tok-1")
+    assert form.token == "tok-1"
+    assert form.content.startswith("Please review the draft")
+    assert [(f.name, f.kind, f.default, f.options) for f in form.fields] == [
+        ("feedback", "paragraph", "", ()),
+        ("priority", "select", None, ("low", "medium", "high")),
+        ("attachment", "file", None, ()),
+    ]
+    assert [(a.id, a.title) for a in form.actions] == [("approve", "Approve"), ("reject", "Request changes")]
+    assert form.expires_at == datetime.fromtimestamp(1745510400, tz=timezone.utc)
+
+
+def test_dify_form_event_names_the_token_or_says_why_the_api_cannot_answer():
+    adapter = get_adapter("dify", {"user": "pipeline-7"})
+    run_id = "fb47b2e6-5e43-4f90-be01-d5c5a088d156"
+    event = {
+        "event": "human_input_required",
+        "workflow_run_id": run_id,
+        "data": {**DIFY_FORM, "form_token": "tok-2", "node_title": "Approval", "actions": []},
+    }
+    form = adapter.read_form_event(event, run_id=run_id)
+    assert (form.token, form.node_title, len(form.actions)) == ("tok-2", "Approval", 2)
+    assert adapter.read_form_event({"event": "workflow_paused", "data": {}}, run_id=run_id) is None
+    by_mail = {**event, "data": {**event["data"], "form_token": None}}
+    with pytest.raises(NotSupportedError, match="delivered by e-mail or the console"):
+        adapter.read_form_event(by_mail, run_id=run_id)
+
+    events = adapter.events_request(run_id)
+    assert (events.path, events.params, events.stream) == (
+        f"/workflow/{run_id}/events",
+        {"user": "pipeline-7"},
+        True,
+    )
+    answer = adapter.answer_request("tok-2", action="approve", inputs={"feedback": "ok"})
+    assert (answer.method, answer.path) == ("POST", "/form/human_input/tok-2")
+    assert answer.json == {"inputs": {"feedback": "ok"}, "action": "approve", "user": "pipeline-7"}
+
+
+def test_dify_form_answered_elsewhere_first_is_a_412_with_its_code():
+    adapter = get_adapter("dify", {})
+    body = {
+        "status": 412,
+        "code": "human_input_form_submitted",
+        "message": "This form has already been submitted",
+    }
+    with pytest.raises(PlatformError) as caught:
+        adapter.raise_for_error(412, body)
+    assert caught.value.code == "human_input_form_submitted"
+
+
 # --- tolerant reading: one odd field never fails a poll ------------------------------------------------
 def test_dify_odd_fields_are_read_or_left_empty():
     payload = fixture("dify/run_detail_service_api.json") | {

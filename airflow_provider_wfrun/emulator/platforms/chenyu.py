@@ -17,7 +17,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from airflow_provider_wfrun.emulator import files
 from airflow_provider_wfrun.emulator.core import (
     DEFAULT_LOG_LINES,
     TERMINAL_PHASES,
@@ -32,8 +34,9 @@ from airflow_provider_wfrun.emulator.core import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.requests import Request
-    from starlette.routing import Route
 
 NAME = "chenyu"
 ROOT = "/chenyu/api/open/v2"
@@ -87,7 +90,59 @@ def routes(state: EmulatorState) -> list[Route]:
         platform_route(state, DIALECT, "execution", "/workflow/run/execution", _execution, "GET"),
         platform_route(state, DIALECT, "info", "/workflow/run/info", _info, "GET"),
         platform_route(state, DIALECT, "balance", "/balance/info", _balance, "GET"),
+        platform_route(state, DIALECT, "assets", "/assets", _upload_asset, "POST"),
+        Route(f"{ASSETS_ROOT}/{{asset_id}}/{{name}}", _asset_content(state), methods=["GET"]),
     ]
+
+
+# ------------------------------------------------------------------------------------------ assets
+#: Where asset and output image links point (a CDN beside the API on the real service).
+ASSETS_ROOT = "/chenyu/assets"
+ASSET_LIMIT_BYTES = 100 * 1024 * 1024
+
+
+async def _upload_asset(state: EmulatorState, request: Request) -> Response:
+    stored = await files.read_upload(request, state, "asset_", lambda name, kind: ASSET_LIMIT_BYTES)
+    url = _asset_url(request, stored)
+    return _ok(
+        {
+            "asset_id": stored.file_id,
+            "asset_uri": f"asset://{stored.file_id}",
+            "url": url,
+            "content_url": url,
+            "media_type": stored.media_type.partition("/")[0],
+            "mime_type": stored.media_type,
+            "size_bytes": len(stored.content),
+            "purpose": "temp_input",
+            "persistent": False,
+            "status": "confirmed",
+            "original_filename": stored.name,
+        },
+        "success",
+    )
+
+
+def _asset_url(request: Request, stored: files.StoredFile) -> str:
+    return f"{str(request.base_url).rstrip('/')}{ASSETS_ROOT}/{stored.file_id}/{stored.name}"
+
+
+def _asset_content(state: EmulatorState) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return files.serve(state, request.path_params["asset_id"])
+
+    return endpoint
+
+
+def _output_url(state: EmulatorState, request: Request, value: Any) -> str | None:
+    """An ``asset://`` input, or ``emulator:png``, as the image URL chenyu outputs."""
+    if value == files.GENERATE_PNG:
+        return _asset_url(request, files.generated_png(state, "asset_"))
+    if isinstance(value, str) and value.startswith("asset://"):
+        stored = state.files.get(value.removeprefix("asset://"))
+        if not isinstance(stored, files.StoredFile):
+            raise ApiError(400, f"资源不存在: {value}")
+        return _asset_url(request, stored)
+    return None
 
 
 # ------------------------------------------------------------------------------------------ endpoints
@@ -104,6 +159,7 @@ async def _submit(state: EmulatorState, request: Request) -> Response:
     if run is not None:
         state.count_replay(NAME)
         return _ok(_order(run, time.monotonic(), replay=True), "success")
+    inputs = files.replace_files(inputs, lambda value: _output_url(state, request, value))
     stamp = time.time_ns()
     extra = {
         "revision_id": body.get("revision_id") or _revision(workflow_id),

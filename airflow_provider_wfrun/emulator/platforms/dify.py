@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
+from airflow_provider_wfrun.emulator import files
 from airflow_provider_wfrun.emulator.core import (
     SCENARIO_INPUT_KEY,
     ApiError,
@@ -30,8 +32,9 @@ from airflow_provider_wfrun.emulator.core import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.requests import Request
-    from starlette.routing import Route
 
 NAME = "dify"
 ROOT = "/dify/v1"
@@ -128,9 +131,85 @@ def routes(state: EmulatorState) -> list[Route]:
         platform_route(state, DIALECT, "get", "/workflows/run/{workflow_run_id}", _get_run, "GET"),
         platform_route(state, DIALECT, "stop", "/workflows/tasks/{task_id}/stop", _stop, "POST"),
         platform_route(state, DIALECT, "info", "/info", _info, "GET"),
+        platform_route(state, DIALECT, "upload", "/files/upload", _upload, "POST"),
+        Route(f"{FILES_ROOT}/{{file_id}}/file-preview", _file_preview(state), methods=["GET"]),
         platform_route(state, DIALECT, "parameters", "/parameters", _parameters, "GET"),
         platform_route(state, DIALECT, "logs", "/workflows/logs", _logs, "GET"),
     ]
+
+
+# ------------------------------------------------------------------------------------------- files
+#: Where file links point (Dify's ``FILES_URL``), beside the API root; links are signed, not keyed.
+FILES_ROOT = "/dify/files"
+_UPLOAD_LIMIT_MB = {"image": 10, "audio": 50, "video": 100}
+_IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "gif", "webp", "svg"}
+
+
+def _category(name: str, media_type: str) -> str:
+    extension = name.rpartition(".")[2].lower()
+    if extension in _IMAGE_EXTENSIONS:
+        return "image"
+    kind = media_type.partition("/")[0]
+    return kind if kind in ("audio", "video") else "document"
+
+
+async def _upload(state: EmulatorState, request: Request) -> Response:
+    def limit(name: str, media_type: str) -> int:
+        return _UPLOAD_LIMIT_MB.get(_category(name, media_type), 15) * 1024 * 1024
+
+    stored = await files.read_upload(request, state, "", limit)
+    return JSONResponse(_upload_record(stored), status_code=201)
+
+
+def _upload_record(stored: files.StoredFile) -> dict[str, Any]:
+    return {
+        "id": stored.file_id,
+        "name": stored.name,
+        "size": len(stored.content),
+        "extension": stored.extension,
+        "mime_type": stored.media_type,
+        "created_by": new_uuid(),
+        "created_at": int(time.time()),
+        "preview_url": None,
+        "source_url": _file_link(stored),
+    }
+
+
+def _file_link(stored: files.StoredFile) -> str:
+    return f"{FILES_ROOT}/{stored.file_id}/file-preview?timestamp={int(time.time())}&nonce=n&sign=s"
+
+
+def _file_preview(state: EmulatorState) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        if "sign" not in request.query_params:
+            return JSONResponse({"code": "forbidden", "message": "Invalid request."}, status_code=403)
+        return files.serve(state, request.path_params["file_id"])
+
+    return endpoint
+
+
+def _output_file(state: EmulatorState, value: Any) -> dict[str, Any] | None:
+    """An uploaded file given as input, or ``emulator:png``, as the file object Dify outputs."""
+    if value == files.GENERATE_PNG:
+        stored = files.generated_png(state, "")
+    elif isinstance(value, dict) and value.get("transfer_method") == "local_file":
+        found = state.files.get(str(value.get("upload_file_id")))
+        if not isinstance(found, files.StoredFile):
+            raise ApiError(400, f"File {value.get('upload_file_id')} not found.", "invalid_param")
+        stored = found
+    else:
+        return None
+    return {
+        "dify_model_identity": "__dify__file__",
+        "id": stored.file_id,
+        "type": _category(stored.name, stored.media_type),
+        "transfer_method": "local_file",
+        "filename": stored.name,
+        "extension": f".{stored.extension}",
+        "mime_type": stored.media_type,
+        "size": len(stored.content),
+        "url": _file_link(stored),
+    }
 
 
 # ------------------------------------------------------------------------------------------ endpoints
@@ -147,6 +226,7 @@ async def _submit(state: EmulatorState, request: Request, workflow_id: str) -> R
     inputs, user, mode = _validated(body)
     if workflow_id != DEFAULT_WORKFLOW_ID and not state.knows_workflow(workflow_id):
         raise ApiError(404, f"Workflow not found with id: {workflow_id}", "not_found")
+    inputs = files.replace_files(inputs, lambda value: _output_file(state, value))
     task_id = new_uuid()
     run = state.create_run(
         DIALECT, workflow_id, inputs, extra={"task_id": task_id, "user": user}, aliases=[task_id]
