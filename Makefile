@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
 	touch $(STAMP)
 
-# `make test` is the default suite, a few minutes. It leaves out the live tier (tests/live, marker `live`):
+# `make test` is the default suite, a few minutes. It leaves out the tiers that need more than `.[dev]` (tests/ui,
+# tests/distributed: their packages come with their own targets) and the live tier (tests/live, marker `live`):
 # a real scheduler, triggerer, dag processor and API server, killed and restarted, and a soak of many runs.
 # `make test-live` runs that tier alone, with a soak of SOAK_RUNS runs (200: about 7 minutes on 2 cores).
 # `make test-all` runs `make test`, then the live tier and the distributed tier with soaks of 1,000 each.
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 SOAK_RUNS ?= 200
 
 test: install
-	$(BIN)/python -m pytest -q -m "not live and not ui and not distributed" --ignore=tests/ui
+	$(BIN)/python -m pytest -q -m "not live and not ui and not distributed" --ignore=tests/ui --ignore=tests/distributed
 
 test-live: install
 	WFRUN_SOAK_RUNS=$(SOAK_RUNS) $(BIN)/python -m pytest -q -s -rxX --durations=0 -m live tests/live
