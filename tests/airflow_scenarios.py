@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from airflow_deployment import PLATFORMS, WORKFLOW_IDS, AirflowDeployment, wait_for
+from airflow_deployment import PLATFORMS, WORKFLOW_IDS, AirflowDeployment, LiveAirflowError, wait_for
 
 from airflow_provider_wfrun.emulator import EmulatorServer
 
@@ -203,7 +203,15 @@ def soak(
     dag_id = "wfrun_live_soak"
     started = time.monotonic()
     run_id = airflow.trigger(dag_id, {"count": count})
-    state = airflow.wait_dag_run_done(dag_id, run_id, timeout=timeout or max(300, 60 + count * 2.5))
+    try:
+        state = airflow.wait_dag_run_done(dag_id, run_id, timeout=timeout or max(300, 60 + count * 2.5))
+    except LiveAirflowError:
+        # How far it got, so a timeout tells a slow machine from a stuck run.
+        tis = airflow.task_instances(dag_id, run_id)
+        so_far = Counter(ti["state"] for ti in tis if ti["task_id"] == "run")
+        waited = time.monotonic() - started
+        print(f"\n[{label}] soak of {count} timed out after {waited:.0f} s: task states {dict(so_far)}")
+        raise
     elapsed = time.monotonic() - started
     stats = emulator.state.stats()
     emulator.state.clear_faults()
