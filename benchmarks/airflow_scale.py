@@ -156,6 +156,8 @@ def measure(
                 "TRIGGERER__CAPACITY": str(n),
                 "TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "25",
                 "CORE__MAX_ACTIVE_TASKS_PER_DAG": str(2 * n),
+                # A mapped task expands to at most this many instances (1,024 by default).
+                "CORE__MAX_MAP_LENGTH": str(max(n, 1024)),
             },
             env={
                 "WFRUN_BENCH_INTERVAL": str(interval),
@@ -301,6 +303,11 @@ def defer_directly(
     """
 
     def expanded() -> bool:
+        failed = airflow.query(
+            "SELECT dag_id, task_id FROM task_instance WHERE state IN ('failed', 'upstream_failed')"
+        )
+        if failed:
+            raise RuntimeError(f"task instances failed before the deferrals were recorded: {failed}")
         rows = airflow.query(
             "SELECT count(*) FROM task_instance WHERE task_id = 'wait' AND state = 'scheduled'"
         )
