@@ -10,8 +10,11 @@ from conftest import PLATFORMS, WORKFLOW_IDS, connection_json
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.platforms import adapter_classes
 
+#: Platforms whose API root has a path (a version segment) a user may leave out of the host.
+VERSIONED = [name for name in PLATFORMS if urlsplit(adapter_classes()[name].default_host).path.strip("/")]
 
-@pytest.mark.parametrize("platform", PLATFORMS)
+
+@pytest.mark.parametrize("platform", VERSIONED)
 def test_a_host_without_its_version_segment_says_so(emulator, monkeypatch, platform):
     root = emulator.base_url(platform)
     without_version = root.rsplit("/", 1)[0]  # .../dify/v1 -> .../dify, .../api/open/v2 -> .../api/open

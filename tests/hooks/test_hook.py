@@ -39,6 +39,7 @@ from airflow_provider_wfrun.exceptions import (
 )
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook, shared_async_client
 from airflow_provider_wfrun.models import RunCost, RunSettlement, RunStatus, WorkflowRun
+from airflow_provider_wfrun.platforms import adapter_classes
 
 CHENYU_WORKFLOW = WORKFLOW_IDS["chenyu"]
 #: The route the emulator serves a poll on, per platform (fault targets).
@@ -1003,3 +1004,15 @@ def test_test_connection(
     assert "rejected" in message
     assert WRONG_KEY not in message
     assert emulator.api_key not in message
+
+
+@pytest.mark.parametrize(
+    "platform", [name for name in PLATFORMS if not adapter_classes()[name].takes_workflow]
+)
+def test_a_workflow_document_is_refused_where_the_platform_runs_stored_workflows(
+    make_hook, emulator, platform
+):
+    hook = make_hook(platform)
+    with pytest.raises(InvalidInputError, match="workflow document cannot be passed"):
+        hook.submit_run({"query": "x"}, workflow_id=WORKFLOW_IDS[platform], workflow={"1": {}})
+    assert emulator.state.stats()["submissions"][platform] == 0
