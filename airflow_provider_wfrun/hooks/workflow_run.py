@@ -24,6 +24,7 @@ from airflow_provider_wfrun.exceptions import (
     InvalidInputError,
     InvalidResponseError,
     ResponseTooLargeError,
+    RunNotFoundError,
     WorkflowRunError,
 )
 from airflow_provider_wfrun.files import load_workflow
@@ -35,11 +36,12 @@ from airflow_provider_wfrun.hooks.transport import (
     deadline_error,
     shared_async_client,
 )
+from airflow_provider_wfrun.models import RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes
 
 if TYPE_CHECKING:
     from airflow_provider_wfrun.hooks.transport import EventStream
-    from airflow_provider_wfrun.models import OutputFile, WorkflowRun
+    from airflow_provider_wfrun.models import OutputFile
     from airflow_provider_wfrun.platforms.base import ApiRequest
 
 __all__ = ["PLATFORM_HOOKS", "WorkflowRunHook", "platform_hook", "shared_async_client"]
@@ -173,7 +175,10 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         for request in self.adapter.cancel_requests(run_id, task_id=task_id):
             self._call(request, run_id)
         self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
-        return self.get_run(run_id)
+        try:
+            return self.get_run(run_id)
+        except RunNotFoundError:
+            return self._removed(run_id)
 
     def test_connection(self) -> tuple[bool, str]:
         """Airflow's connection test: one cheap authenticated call."""
@@ -241,7 +246,10 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             for request in self.adapter.cancel_requests(run_id, task_id=task_id):
                 await self._acall(request, run_id)
             self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
-            return await self.aget_run(run_id)
+            try:
+                return await self.aget_run(run_id)
+            except RunNotFoundError:
+                return self._removed(run_id)
 
     # --- plumbing -------------------------------------------------------------------------------
     def _submit_request(
@@ -277,6 +285,18 @@ class WorkflowRunHook(WorkflowRunBaseHook):
                 platform=self.adapter.name,
             )
         return load_workflow(workflow)
+
+    def _removed(self, run_id: str) -> WorkflowRun:
+        """
+        A run the platform no longer knows right after it accepted the cancel: it removed the run (ComfyUI
+        deletes a pending prompt without a trace), so the run is canceled and will never produce results.
+        """
+        return WorkflowRun(
+            platform=self.adapter.name,
+            run_id=run_id,
+            status=RunStatus.CANCELED,
+            error=RunError(reason=f"{self.adapter.display_name} removed the run when asked to cancel it"),
+        )
 
     def _check_run_id(self, run_id: str) -> None:
         if not isinstance(run_id, str) or not run_id.strip():
