@@ -26,12 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_wfrun.emulator.app import discover_platforms
-from airflow_provider_wfrun.platforms import adapter_classes
+from airflow_provider_wfrun.emulator.app import discover_platforms, platform_names
 
 REPO = Path(__file__).resolve().parent.parent
-#: Every platform of the adapter registry, each with its example DAG ``example_wfrun_<platform>``.
-PLATFORMS = tuple(adapter_classes())
+#: Every platform (the emulator's modules are the adapter registry's, a unit test checks it; they import no
+#: Airflow, which must first be configured for the demo's home), each with ``example_wfrun_<platform>``.
+PLATFORMS = tuple(platform_names())
 #: Example DAGs that mix platforms; their workflow id is chenyu's.
 MIXED_EXAMPLES = ("example_wfrun_fan_out", "example_wfrun_lineage", "example_wfrun_files")
 EXAMPLES = (*(f"example_wfrun_{platform}" for platform in PLATFORMS), *MIXED_EXAMPLES)
@@ -122,6 +122,8 @@ def is_real(platform: str) -> bool:
     """A key, or a host for a platform that needs no key (a ComfyUI server), selects the real platform."""
     if os.environ.get(f"WFRUN_{platform.upper()}_API_KEY"):
         return True
+    from airflow_provider_wfrun.platforms import adapter_classes  # after Airflow is configured (main)
+
     return not adapter_classes()[platform].requires_api_key and bool(
         os.environ.get(f"WFRUN_{platform.upper()}_HOST")
     )
@@ -210,6 +212,7 @@ def main() -> int:
     home = args.home.resolve()
     home.mkdir(exist_ok=True)
     (home / "demo-logs").mkdir(exist_ok=True)
+    os.environ.update(airflow_environment(home))  # before anything imports Airflow
     uses_emulator = not all(is_real(platform) for platform in PLATFORMS)
     with emulator(uses_emulator) as emulator_url:
         conn_env, real = connections(emulator_url)
