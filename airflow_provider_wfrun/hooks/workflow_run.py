@@ -319,9 +319,9 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             )
         return run
 
-    def _parse_submit(self, payload: Any) -> WorkflowRun:
+    def _parse_submit(self, payload: Any, request: ApiRequest) -> WorkflowRun:
         with self.platform_errors(None):
-            return self.adapter.parse_submit(payload)
+            return self.adapter.submitted(payload, request)
 
     def _followed(self, run: WorkflowRun, payload: Any, step: int) -> WorkflowRun:
         with self.platform_errors(run.run_id):
@@ -349,17 +349,17 @@ class WorkflowRunHook(WorkflowRunBaseHook):
 
     def _send_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
-            return self._parse_submit(self._send(request, None))
+            return self._parse_submit(self._send(request, None), request)
         connection = self.get_platform_connection()
         outgoing = Outgoing(request.method, request.url(connection.base_url), **self._content(request))
         with self._sync_transport().events(outgoing, self.bounds, self._where(None)) as stream:
             if not stream.is_event_stream:
-                return self._parse_submit(self._decode(stream.reply(), None))
+                return self._parse_submit(self._decode(stream.reply(), None), request)
             return self._first_run(stream.events())
 
     async def _asend_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
-            return self._parse_submit(await self._asend(request, None))
+            return self._parse_submit(await self._asend(request, None), request)
         try:
             return await asyncio.wait_for(self._astream_submit(request), self.timeout)
         except asyncio.TimeoutError:
@@ -371,7 +371,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         outgoing = Outgoing(request.method, request.url(connection.base_url), **self._content(request))
         async with aevents(connection.http, outgoing, self.bounds, self._where(None)) as stream:
             if not stream.is_event_stream:
-                return self._parse_submit(self._decode(await stream.areply(), None))
+                return self._parse_submit(self._decode(await stream.areply(), None), request)
             return await self._afirst_run(stream)
 
     def _first_run(self, events: Iterator[str]) -> WorkflowRun:

@@ -490,6 +490,14 @@ class PlatformAdapter(ABC):
     def parse_submit(self, payload: Any) -> WorkflowRun:
         """The run as the submit answer describes it."""
 
+    def submitted(self, payload: Any, request: ApiRequest) -> WorkflowRun:
+        """
+        The run a submit's answer describes, given the request that made it: the hook calls this, so a
+        platform whose run id needs what only the request carried (Coze: the workflow id besides the
+        execute id) can build it. :meth:`parse_submit` by default.
+        """
+        return self.parse_submit(payload)
+
     def read_submit_event(self, payload: Any) -> WorkflowRun | None:
         """For streaming submits: the run once an event identifies it, None to keep reading."""
         raise NotImplementedError
