@@ -341,9 +341,9 @@ CASES = [
     ),
     Case(
         "workflow-id-not-a-string",
-        rendered("chenyu", workflow_id=861),
+        rendered("chenyu", workflow_id=861.5),
         InvalidInputError,
-        r"workflow_id must be a string, got int",
+        r"workflow_id must be a string, got float",
         r"must be a string",
     ),
     # --- run ids ----------------------------------------------------------------------------------
