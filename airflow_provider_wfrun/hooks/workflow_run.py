@@ -276,8 +276,8 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         ``workflow`` loaded (see :func:`~airflow_provider_wfrun.files.load_workflow`), or an error before
         any call where the platform runs stored workflows only.
         """
-        if workflow is None:
-            return None
+        if workflow is None or (isinstance(workflow, str) and not workflow.strip()):
+            return None  # unset, or a template that rendered empty
         if not self.adapter.takes_workflow:
             raise InvalidInputError(
                 f"{self.adapter.display_name} runs workflows stored on the platform, so a workflow document "

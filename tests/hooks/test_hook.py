@@ -1020,3 +1020,9 @@ def test_a_workflow_document_is_refused_where_the_platform_runs_stored_workflows
     with pytest.raises(InvalidInputError, match="workflow document cannot be passed"):
         hook.submit_run({"query": "x"}, workflow_id=WORKFLOW_IDS[platform], workflow={"1": {}})
     assert emulator.state.stats()["submissions"][platform] == 0
+
+
+def test_an_empty_workflow_is_no_workflow(make_hook, emulator):
+    run = make_hook("dify").submit_run({"query": "x"}, workflow="")
+    assert emulator.state.stats()["submissions"]["dify"] == 1
+    assert run.platform == "dify"
