@@ -94,6 +94,13 @@ def conf(
     return {"conn_id": conn_id or f"wfrun_{platform}", "workflow_id": None, "workflow": None, **run}
 
 
+def same_run(provider_run_id: Any, emulator_run_id: str | None) -> bool:
+    """The run id a task pushed names the emulator's run: the same, or ``<workflow id>:<it>`` (Coze)."""
+    if emulator_run_id is None or not isinstance(provider_run_id, str):
+        return False
+    return provider_run_id == emulator_run_id or provider_run_id.endswith(f":{emulator_run_id}")
+
+
 def polls(emulator: EmulatorServer, platform: str) -> int:
     route = {"chenyu": "chenyu.execution"}.get(platform, f"{platform}.get")
     return emulator.state.stats()["requests"].get(route, 0)
@@ -229,7 +236,9 @@ def soak(
     twice = sorted(number for number, runs in runs_per_case.items() if runs > 1)
     run_ids = {run.inputs["case"]: run.run_id for run in emulator.state.runs.values()}
     pushed = airflow.xcom(dag_id, run_id, key="run_id")
-    unmatched = sorted(number for number in range(count) if pushed.get(number) != run_ids.get(number))
+    unmatched = sorted(
+        number for number in range(count) if not same_run(pushed.get(number), run_ids.get(number))
+    )
     retried = sorted(ti["map_index"] for ti in tis if ti["try_number"] != 1)
     # Airflow's audit log names task instances its scheduler failed itself ("killed externally").
     scheduler_failed = sorted(
