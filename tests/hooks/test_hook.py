@@ -563,7 +563,10 @@ BAD_CONNECTIONS: dict[str, tuple[Callable[[EmulatorServer], dict[str, object]], 
         lambda server: {"host": server.base_url("dify").replace("http://", "http://user:secret@")},
         "plain URL",
     ),
-    "unknown-conn-type": (lambda server: {"conn_type": "http"}, "use one of: chenyu, dify, gptbots"),
+    "unknown-conn-type": (
+        lambda server: {"conn_type": "http"},
+        f"use one of: {', '.join(adapter_classes())}",
+    ),
 }
 
 
