@@ -1,4 +1,4 @@
-"""Run Dify, GPTBots and chenyu.cn AI workflows as Airflow tasks."""
+"""Run AI workflows (one adapter per platform, see ``platforms``) as Airflow tasks."""
 
 from __future__ import annotations
 

@@ -128,9 +128,15 @@ def check_rendered_ids(**ids: Any) -> None:
 
 
 def check_workflow_id(workflow_id: Any) -> str | None:
-    """The rendered workflow id: None/empty (the platform's default), or an id as the platform writes it."""
+    """
+    The rendered workflow id: None/empty (the platform's default), or an id as the platform writes it; a
+    whole number is taken as its digits.
+    """
     if workflow_id is None or workflow_id == "":
         return None
+    if isinstance(workflow_id, int) and not isinstance(workflow_id, bool) and workflow_id >= 0:
+        # Numeric ids (Coze's) come back as numbers from a template rendered as native objects.
+        return str(workflow_id)
     if not isinstance(workflow_id, str):
         raise InvalidInputError(
             f"workflow_id must be a string, got {type(workflow_id).__name__} {workflow_id!r}"

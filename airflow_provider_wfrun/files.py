@@ -17,6 +17,7 @@ streaming and writing are here.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -219,3 +220,46 @@ def _unique(name: str, taken: set[str]) -> str:
         candidate = f"{stem}-{counter}.{suffix}" if dot and stem else f"{safe}-{counter}"
     taken.add(candidate)
     return candidate
+
+
+# ------------------------------------------------------------------------------- workflow documents
+#: Largest workflow document read from a file (ComfyUI graphs are tens of kilobytes).
+MAX_WORKFLOW_BYTES = 16 * 1024 * 1024
+
+
+def load_workflow(value: Any) -> dict[str, Any] | None:
+    """
+    A workflow document (``workflow=``) as an object: given inline as a mapping, or as a path, a storage URL
+    or an :class:`~airflow.sdk.ObjectStoragePath` of a JSON file. Read once, bounded, before any call; a
+    missing or unreadable file is an ``InvalidInputError`` naming it.
+    """
+    if value is None or isinstance(value, Mapping):
+        return None if value is None else dict(value)
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        return _workflow_json(value, "the inline workflow")
+    if not isinstance(value, (str, ObjectStoragePath, PurePath)):
+        raise InvalidInputError(
+            f"workflow must be a mapping (the API-format graph), a path or an ObjectStoragePath of a JSON "
+            f"file, got {type(value).__name__}"
+        )
+    path = value if isinstance(value, ObjectStoragePath) else _as_storage_path(value)
+    if isinstance(value, str) and "://" in value:
+        path = ObjectStoragePath(value)
+    try:
+        with path.open("rb") as handle:
+            content = handle.read(MAX_WORKFLOW_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"workflow file {str(value)!r} cannot be read: {exc}") from None
+    if len(content) > MAX_WORKFLOW_BYTES:
+        raise InvalidInputError(f"workflow file {str(value)!r} is larger than {MAX_WORKFLOW_BYTES} bytes")
+    return _workflow_json(content, f"workflow file {str(value)!r}")
+
+
+def _workflow_json(content: str | bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(content)
+    except (ValueError, RecursionError):
+        raise InvalidInputError(f"{what} is not JSON; export the workflow in API format") from None
+    if not isinstance(document, dict):
+        raise InvalidInputError(f"{what} must be a JSON object (the API-format graph)")
+    return document

@@ -66,16 +66,19 @@ def _modules(layer: str) -> list[dict[str, Any]]:
 
 
 def get_provider_info() -> dict[str, Any]:
+    adapters = _adapter_declarations()
+    names = [adapter["display_name"] for adapter in adapters]
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
     return {
         "package-name": "airflow-provider-wfrun",
-        "name": "AI workflow runs (Dify, GPTBots, chenyu.cn)",
-        "description": "Run Dify, GPTBots and chenyu.cn workflows as Airflow tasks.",
+        "name": f"AI workflow runs ({', '.join(names)})",
+        "description": f"Run {listed} workflows as Airflow tasks.",
         "versions": [__version__],
         "integrations": [{"integration-name": _INTEGRATION, "tags": ["ai"]}],
         "hooks": _modules("hooks"),
         "triggers": _modules("triggers"),
         "sensors": _modules("sensors"),
         "operators": _modules("operators"),
-        "connection-types": [_connection_type(adapter) for adapter in _adapter_declarations()],
+        "connection-types": [_connection_type(adapter) for adapter in adapters],
         "extra-links": [f"{_PACKAGE}.operators.workflow_run.WorkflowRunLink"],
     }

@@ -4,9 +4,10 @@
 By default every platform is the built-in emulator on a free loopback port, so the demo works offline
 on a fresh clone. A platform whose API key is in the environment is used for real instead:
 
-* ``WFRUN_DIFY_API_KEY`` (+ optional ``WFRUN_DIFY_HOST``, default ``https://api.dify.ai/v1``)
-* ``WFRUN_GPTBOTS_API_KEY`` (+ optional ``WFRUN_GPTBOTS_HOST``, default ``https://api-sg.gptbots.ai/v1``)
-* ``WFRUN_CHENYU_API_KEY`` (+ optional ``WFRUN_CHENYU_HOST``) and ``WFRUN_CHENYU_WORKFLOW_ID``
+``WFRUN_<PLATFORM>_API_KEY`` (``WFRUN_DIFY_API_KEY``, ``WFRUN_COMFYUI_API_KEY``...: every connection type
+of the adapter registry), with optional ``WFRUN_<PLATFORM>_HOST`` (default: the platform's own) and
+``WFRUN_<PLATFORM>_WORKFLOW_ID`` (the workflow its example DAG runs; the DAGs that mix platforms run
+chenyu's). A platform without a key (ComfyUI: ``WFRUN_COMFYUI_HOST`` alone) is the emulator.
 
 Airflow lives in ``.airflow-home/`` inside the checkout (git-ignored): a SQLite database and the logs.
 """
@@ -25,19 +26,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_wfrun.emulator.app import discover_platforms, platform_names
+
 REPO = Path(__file__).resolve().parent.parent
-PLATFORMS = ("dify", "gptbots", "chenyu")
-EXAMPLES = (
-    "example_wfrun_dify",
-    "example_wfrun_gptbots",
-    "example_wfrun_chenyu",
-    "example_wfrun_fan_out",
-    "example_wfrun_lineage",
-    "example_wfrun_files",
-)
-DEMO_WORKFLOW_ID = "wf_861ef31e94dcfb10e6e7"
+#: Every platform (the emulator's modules are the adapter registry's, a unit test checks it; they import no
+#: Airflow, which must first be configured for the demo's home), each with ``example_wfrun_<platform>``.
+PLATFORMS = tuple(platform_names())
+#: Example DAGs that mix platforms; their workflow id is chenyu's.
+MIXED_EXAMPLES = ("example_wfrun_fan_out", "example_wfrun_lineage", "example_wfrun_files")
+EXAMPLES = (*(f"example_wfrun_{platform}" for platform in PLATFORMS), *MIXED_EXAMPLES)
 EMULATOR_KEY = "demo-key"
-EMULATOR_ROOTS = {"dify": "/dify/v1", "gptbots": "/gptbots/v1", "chenyu": "/chenyu/api/open/v2"}
+EMULATOR_ROOTS = {module.NAME: module.ROOT for module in discover_platforms()}
 
 
 def airflow_environment(home: Path) -> dict[str, str]:
@@ -102,10 +101,11 @@ def connections(emulator_url: str | None) -> tuple[dict[str, str], list[str]]:
     """``AIRFLOW_CONN_WFRUN_*`` for each platform, and which platforms are real."""
     env, real = {}, []
     for platform in PLATFORMS:
-        key = os.environ.get(f"WFRUN_{platform.upper()}_API_KEY")
-        if key:
+        if is_real(platform):
             real.append(platform)
-            conn: dict[str, Any] = {"conn_type": platform, "password": key}
+            conn: dict[str, Any] = {"conn_type": platform}
+            if os.environ.get(f"WFRUN_{platform.upper()}_API_KEY"):
+                conn["password"] = os.environ[f"WFRUN_{platform.upper()}_API_KEY"]
             if os.environ.get(f"WFRUN_{platform.upper()}_HOST"):
                 conn["host"] = os.environ[f"WFRUN_{platform.upper()}_HOST"]
         else:
@@ -116,6 +116,26 @@ def connections(emulator_url: str | None) -> tuple[dict[str, str], list[str]]:
             }
         env[f"AIRFLOW_CONN_WFRUN_{platform.upper()}"] = json.dumps(conn)
     return env, real
+
+
+def is_real(platform: str) -> bool:
+    """A key, or a host for a platform that needs no key (a ComfyUI server), selects the real platform."""
+    if os.environ.get(f"WFRUN_{platform.upper()}_API_KEY"):
+        return True
+    from airflow_provider_wfrun.platforms import adapter_classes  # after Airflow is configured (main)
+
+    return not adapter_classes()[platform].requires_api_key and bool(
+        os.environ.get(f"WFRUN_{platform.upper()}_HOST")
+    )
+
+
+def dag_conf(dag_id: str) -> str:
+    """The DAG run's conf: the workflow id from the environment, if given (else the DAG's default)."""
+    platform = dag_id.removeprefix("example_wfrun_")
+    workflow_id = os.environ.get(
+        f"WFRUN_{(platform if platform in PLATFORMS else 'chenyu').upper()}_WORKFLOW_ID"
+    )
+    return json.dumps({"workflow_id": workflow_id} if workflow_id else {})
 
 
 def airflow(*args: str, env: dict[str, str], log: Path | None = None) -> int:
@@ -192,7 +212,8 @@ def main() -> int:
     home = args.home.resolve()
     home.mkdir(exist_ok=True)
     (home / "demo-logs").mkdir(exist_ok=True)
-    uses_emulator = any(not os.environ.get(f"WFRUN_{p.upper()}_API_KEY") for p in PLATFORMS)
+    os.environ.update(airflow_environment(home))  # before anything imports Airflow
+    uses_emulator = not all(is_real(platform) for platform in PLATFORMS)
     with emulator(uses_emulator) as emulator_url:
         conn_env, real = connections(emulator_url)
         env = {**os.environ, **airflow_environment(home), **conn_env}
@@ -200,12 +221,11 @@ def main() -> int:
         print(f"Platforms: {where}\nAirflow home: {home}\n")
         if airflow("db", "migrate", env=env) != 0:
             raise SystemExit("airflow db migrate failed")
-        conf = json.dumps({"workflow_id": os.environ.get("WFRUN_CHENYU_WORKFLOW_ID", DEMO_WORKFLOW_ID)})
         failed = []
         for dag_id in args.dags:
             started = time.monotonic()
             log = home / "demo-logs" / f"{dag_id}.log"
-            code = airflow("dags", "test", dag_id, "--conf", conf, env=env, log=log)
+            code = airflow("dags", "test", dag_id, "--conf", dag_conf(dag_id), env=env, log=log)
             outcome = "ok" if code == 0 else "FAILED"
             print(f"{dag_id:<26} {outcome:<6} in {time.monotonic() - started:5.1f} s  ({log})")
             if code != 0:

@@ -35,10 +35,11 @@ import psutil
 from cryptography.fernet import Fernet
 
 from airflow_provider_wfrun.emulator import EmulatorServer
+from airflow_provider_wfrun.platforms import adapter_classes
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
-PLATFORMS = ("dify", "gptbots", "chenyu")
-WORKFLOW_IDS = {"dify": None, "gptbots": None, "chenyu": "wf_861ef31e94dcfb10e6e7"}
+#: Every platform of the adapter registry; what a task passes to run on each is ``example_run``'s.
+PLATFORMS = tuple(adapter_classes())
 LOCAL_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 
 T = TypeVar("T")

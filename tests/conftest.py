@@ -44,6 +44,8 @@ import pytest  # noqa: E402
 from packaging.version import Version  # noqa: E402
 
 from airflow_provider_wfrun.emulator import EmulatorServer  # noqa: E402
+from airflow_provider_wfrun.emulator.app import example_run  # noqa: E402
+from airflow_provider_wfrun.platforms import adapter_classes  # noqa: E402
 
 #: The installed Airflow, for tests of behaviour that only newer releases have (``make test-floor`` runs
 #: the suite on the oldest supported one).
@@ -68,11 +70,19 @@ DagBag = importlib.import_module(
 #: ``pytester`` runs a user's tests with the pytest plugin (tests/unit/test_pytest_plugin.py).
 pytest_plugins = ("pytester",)
 
-PLATFORMS = ("dify", "gptbots", "chenyu")
+#: Every platform, from the adapter registry; :func:`example_run` says what a task passes to run on each.
+ALL_PLATFORMS = tuple(adapter_classes())
+#: The platforms whose inputs are free-form names (not ComfyUI's node overrides): the tests that send
+#: arbitrary inputs run on these, with their example workflow id (None: the key selects the workflow).
+PLATFORMS = tuple(
+    platform
+    for platform in ALL_PLATFORMS
+    if example_run(platform, {"probe": 1}).keys() == {"inputs", "workflow_id"}
+    and example_run(platform, {"probe": 1})["inputs"] == {"probe": 1}
+)
+WORKFLOW_IDS = {platform: example_run(platform, {})["workflow_id"] for platform in PLATFORMS}
 #: Distinctive, so a scan of logs and XComs for it means something.
 API_KEY = "sk-wfrun-test-5f2c9e71d04b"
-#: chenyu needs a workflow id; the others run the workflow their key selects.
-WORKFLOW_IDS = {"dify": None, "gptbots": None, "chenyu": "wf_861ef31e94dcfb10e6e7"}
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +109,7 @@ def connection_json(server: EmulatorServer, platform: str, **overrides: object) 
 def connections(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """``wfrun_<platform>`` connections pointing at the emulator; returns platform -> conn id."""
     conn_ids = {}
-    for platform in PLATFORMS:
+    for platform in ALL_PLATFORMS:
         conn_id = f"wfrun_{platform}"
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(emulator, platform))
         conn_ids[platform] = conn_id

@@ -11,12 +11,17 @@ import asyncio
 import importlib
 import pkgutil
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
 from airflow_provider_wfrun.emulator import platforms
-from airflow_provider_wfrun.emulator.core import EmulatorState, control_routes, unknown_route
+from airflow_provider_wfrun.emulator.core import (
+    SCENARIO_INPUT_KEY,
+    EmulatorState,
+    control_routes,
+    unknown_route,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -56,3 +61,36 @@ def build_app(state: EmulatorState) -> Starlette:
             state.loop = None
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def platform_names() -> list[str]:
+    """The emulated platforms, by name (the same set as the adapter registry; a test checks it)."""
+    return [module.NAME for module in discover_platforms()]
+
+
+def example_run(platform: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """
+    What a task passes to run ``inputs`` on the emulated ``platform``: ``inputs``, ``workflow_id`` and,
+    for platforms that run a document, ``workflow``. A module shapes them with ``example_run(inputs)``
+    (ComfyUI: the inputs become node overrides of its example graph); otherwise they go as they are, with
+    the module's ``EXAMPLE_WORKFLOW_ID`` (None: the key selects the workflow). Tests, the demo and the
+    live tier build every platform's runs with this, so a new platform needs no list edited there.
+    """
+    module = next((m for m in discover_platforms() if platform == m.NAME), None)
+    if module is None:
+        raise ValueError(f"no emulated platform {platform!r}; known: {platform_names()}")
+    shape = getattr(module, "example_run", None)
+    if callable(shape):
+        return dict(shape(inputs))
+    return {"inputs": inputs, "workflow_id": getattr(module, "EXAMPLE_WORKFLOW_ID", None)}
+
+
+def example_outputs(platform: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """
+    The outputs a run of :func:`example_run` reports when its scenario gives none: the inputs echoed (minus
+    the scenario key), as the platform's module shapes them (``example_outputs(inputs)``).
+    """
+    module = next(m for m in discover_platforms() if platform == m.NAME)
+    echoed = {key: value for key, value in inputs.items() if key != SCENARIO_INPUT_KEY}
+    shape = getattr(module, "example_outputs", None)
+    return dict(shape(echoed)) if callable(shape) else echoed

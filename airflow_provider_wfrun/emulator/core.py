@@ -171,6 +171,9 @@ class Dialect:
     error: ErrorRenderer
     has_queue: bool = True
     accepts_bare_key: bool = False
+    #: The platform runs without authentication (a ComfyUI server): no header is fine, a wrong key is not
+    #: (the authenticating proxy in front of it).
+    auth_optional: bool = False
     default_cost: float = 0.0
     #: Fields of a run's answer a client decides on (run id, status word): variants never touch them.
     essential: frozenset[str] = frozenset({"status"})
@@ -573,7 +576,10 @@ async def _serve(
 async def _authenticated(
     state: EmulatorState, dialect: Dialect, handler: Handler, request: Request
 ) -> Response:
-    if not _key_ok(request.headers.get("authorization", ""), state.api_key, dialect.accepts_bare_key):
+    header = request.headers.get("authorization", "")
+    if not (dialect.auth_optional and not header) and not _key_ok(
+        header, state.api_key, dialect.accepts_bare_key
+    ):
         return dialect.error(401, None, None)
     try:
         return await handler(state, request)

@@ -57,7 +57,7 @@ class WorkflowRunBaseHook(BaseHook):
     """
     Connection, transport and retries for every workflow platform.
 
-    :param conn_id: A connection whose type names a platform (``dify``, ``gptbots``, ``chenyu``...).
+    :param conn_id: A connection whose type names a platform (one of ``platforms.adapter_classes()``).
     :param timeout: Seconds one attempt may take in all (connect, send, the answer's headers and body).
     :param retry_limit: Attempts per call, the first included.
     :param retry_delay: Base of the exponential backoff, in seconds.

@@ -15,6 +15,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_wfrun.connection_form import form_of
@@ -23,8 +24,10 @@ from airflow_provider_wfrun.exceptions import (
     InvalidInputError,
     InvalidResponseError,
     ResponseTooLargeError,
+    RunNotFoundError,
     WorkflowRunError,
 )
+from airflow_provider_wfrun.files import load_workflow
 from airflow_provider_wfrun.hooks.base import WorkflowRunBaseHook
 from airflow_provider_wfrun.hooks.transport import (
     Bounds,
@@ -33,17 +36,20 @@ from airflow_provider_wfrun.hooks.transport import (
     deadline_error,
     shared_async_client,
 )
+from airflow_provider_wfrun.models import RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes
 
 if TYPE_CHECKING:
     from airflow_provider_wfrun.hooks.transport import EventStream
-    from airflow_provider_wfrun.models import OutputFile, WorkflowRun
+    from airflow_provider_wfrun.models import OutputFile
     from airflow_provider_wfrun.platforms.base import ApiRequest
 
 __all__ = ["PLATFORM_HOOKS", "WorkflowRunHook", "platform_hook", "shared_async_client"]
 
 #: Events read from a streamed submit before the platform must have named the run.
 MAX_EVENTS_BEFORE_START = 1000
+#: Further reads one poll may make (ComfyUI: its queue after an empty history, then the history again).
+MAX_FOLLOWUPS = 3
 
 
 class WorkflowRunHook(WorkflowRunBaseHook):
@@ -117,10 +123,15 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         *,
         workflow_id: str | None = None,
         idempotency_key: str | None = None,
+        workflow: Mapping[str, Any] | str | PurePath | None = None,
     ) -> WorkflowRun:
-        """Start a run and return it as soon as the platform has given it an id."""
+        """
+        Start a run and return it as soon as the platform has given it an id. ``workflow`` is the
+        document of a platform that runs one (ComfyUI's API-format graph): a mapping, or a path or
+        ObjectStoragePath of its JSON file.
+        """
         self.get_platform_connection()
-        request = self._submit_request(inputs, workflow_id, idempotency_key)
+        request = self._submit_request(inputs, workflow_id, idempotency_key, workflow)
         run = self.retry_policy.call(
             self._send_submit,
             request,
@@ -136,6 +147,11 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         self.get_platform_connection()
         self._check_run_id(run_id)
         run = self._parse_run(self._call(self.adapter.get_request(run_id), run_id), run_id)
+        for step in range(MAX_FOLLOWUPS):
+            request = self.adapter.followup_request(run, step=step)
+            if request is None:
+                break
+            run = self._followed(run, self._call(request, run_id), step)
         return self.settle(run) if run.is_terminal else run
 
     def settle(self, run: WorkflowRun) -> WorkflowRun:
@@ -156,9 +172,13 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         """Ask the platform to stop the run and return its state; ``NotSupportedError`` where it cannot."""
         self.get_platform_connection()
         self._check_run_id(run_id)
-        self._call(self.adapter.cancel_request(run_id, task_id=task_id), run_id)
+        for request in self.adapter.cancel_requests(run_id, task_id=task_id):
+            self._call(request, run_id)
         self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
-        return self.get_run(run_id)
+        try:
+            return self.get_run(run_id)
+        except RunNotFoundError:
+            return self._removed(run_id)
 
     def test_connection(self) -> tuple[bool, str]:
         """Airflow's connection test: one cheap authenticated call."""
@@ -176,9 +196,16 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         *,
         workflow_id: str | None = None,
         idempotency_key: str | None = None,
+        workflow: Mapping[str, Any] | None = None,
     ) -> WorkflowRun:
+        """The async twin of :meth:`submit_run`; ``workflow`` inline only (a file read would block)."""
         await self.aget_platform_connection()
-        request = self._submit_request(inputs, workflow_id, idempotency_key)
+        if workflow is not None and not isinstance(workflow, Mapping):
+            raise InvalidInputError(
+                "asubmit_run takes the workflow as a mapping; load a file with submit_run or beforehand",
+                platform=self.adapter.name,
+            )
+        request = self._submit_request(inputs, workflow_id, idempotency_key, workflow)
         async with shared_async_client():
             run = await self.retry_policy.acall(
                 self._asend_submit,
@@ -195,6 +222,11 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         self._check_run_id(run_id)
         async with shared_async_client():  # a settlement call reuses the poll's connection
             run = self._parse_run(await self._acall(self.adapter.get_request(run_id), run_id), run_id)
+            for step in range(MAX_FOLLOWUPS):
+                request = self.adapter.followup_request(run, step=step)
+                if request is None:
+                    break
+                run = self._followed(run, await self._acall(request, run_id), step)
             return await self.asettle(run) if run.is_terminal else run
 
     async def asettle(self, run: WorkflowRun) -> WorkflowRun:
@@ -211,13 +243,21 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         await self.aget_platform_connection()
         self._check_run_id(run_id)
         async with shared_async_client():
-            await self._acall(self.adapter.cancel_request(run_id, task_id=task_id), run_id)
+            for request in self.adapter.cancel_requests(run_id, task_id=task_id):
+                await self._acall(request, run_id)
             self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
-            return await self.aget_run(run_id)
+            try:
+                return await self.aget_run(run_id)
+            except RunNotFoundError:
+                return self._removed(run_id)
 
     # --- plumbing -------------------------------------------------------------------------------
     def _submit_request(
-        self, inputs: Mapping[str, Any], workflow_id: str | None, idempotency_key: str | None
+        self,
+        inputs: Mapping[str, Any],
+        workflow_id: str | None,
+        idempotency_key: str | None,
+        workflow: Mapping[str, Any] | str | PurePath | None = None,
     ) -> ApiRequest:
         if not isinstance(inputs, Mapping):
             raise InvalidInputError(
@@ -226,7 +266,37 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             )
         if self.adapter.idempotent_submit and not idempotency_key:
             idempotency_key = str(uuid.uuid4())
-        return self.adapter.submit_request(inputs, workflow_id=workflow_id, idempotency_key=idempotency_key)
+        document = self.workflow_document(workflow)
+        return self.adapter.submit_request(
+            inputs, workflow_id=workflow_id, idempotency_key=idempotency_key, workflow=document
+        )
+
+    def workflow_document(self, workflow: Mapping[str, Any] | str | PurePath | None) -> dict[str, Any] | None:
+        """
+        ``workflow`` loaded (see :func:`~airflow_provider_wfrun.files.load_workflow`), or an error before
+        any call where the platform runs stored workflows only.
+        """
+        if workflow is None or (isinstance(workflow, str) and not workflow.strip()):
+            return None  # unset, or a template that rendered empty
+        if not self.adapter.takes_workflow:
+            raise InvalidInputError(
+                f"{self.adapter.display_name} runs workflows stored on the platform, so a workflow document "
+                "cannot be passed; leave workflow empty (use workflow_id where the platform takes one)",
+                platform=self.adapter.name,
+            )
+        return load_workflow(workflow)
+
+    def _removed(self, run_id: str) -> WorkflowRun:
+        """
+        A run the platform no longer knows right after it accepted the cancel: it removed the run (ComfyUI
+        deletes a pending prompt without a trace), so the run is canceled and will never produce results.
+        """
+        return WorkflowRun(
+            platform=self.adapter.name,
+            run_id=run_id,
+            status=RunStatus.CANCELED,
+            error=RunError(reason=f"{self.adapter.display_name} removed the run when asked to cancel it"),
+        )
 
     def _check_run_id(self, run_id: str) -> None:
         if not isinstance(run_id, str) or not run_id.strip():
@@ -249,9 +319,13 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             )
         return run
 
-    def _parse_submit(self, payload: Any) -> WorkflowRun:
+    def _parse_submit(self, payload: Any, request: ApiRequest) -> WorkflowRun:
         with self.platform_errors(None):
-            return self.adapter.parse_submit(payload)
+            return self.adapter.submitted(payload, request)
+
+    def _followed(self, run: WorkflowRun, payload: Any, step: int) -> WorkflowRun:
+        with self.platform_errors(run.run_id):
+            return self.adapter.apply_followup(run, payload, step=step)
 
     def _settled(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
         with self.platform_errors(run.run_id):
@@ -275,17 +349,17 @@ class WorkflowRunHook(WorkflowRunBaseHook):
 
     def _send_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
-            return self._parse_submit(self._send(request, None))
+            return self._parse_submit(self._send(request, None), request)
         connection = self.get_platform_connection()
         outgoing = Outgoing(request.method, request.url(connection.base_url), **self._content(request))
         with self._sync_transport().events(outgoing, self.bounds, self._where(None)) as stream:
             if not stream.is_event_stream:
-                return self._parse_submit(self._decode(stream.reply(), None))
+                return self._parse_submit(self._decode(stream.reply(), None), request)
             return self._first_run(stream.events())
 
     async def _asend_submit(self, request: ApiRequest) -> WorkflowRun:
         if not request.stream:
-            return self._parse_submit(await self._asend(request, None))
+            return self._parse_submit(await self._asend(request, None), request)
         try:
             return await asyncio.wait_for(self._astream_submit(request), self.timeout)
         except asyncio.TimeoutError:
@@ -297,7 +371,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         outgoing = Outgoing(request.method, request.url(connection.base_url), **self._content(request))
         async with aevents(connection.http, outgoing, self.bounds, self._where(None)) as stream:
             if not stream.is_event_stream:
-                return self._parse_submit(self._decode(await stream.areply(), None))
+                return self._parse_submit(self._decode(await stream.areply(), None), request)
             return await self._afirst_run(stream)
 
     def _first_run(self, events: Iterator[str]) -> WorkflowRun:

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import (
@@ -71,6 +72,7 @@ from airflow_provider_wfrun.files import (
 )
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.models import RunStatus, WorkflowRun
+from airflow_provider_wfrun.platforms import adapter_classes
 from airflow_provider_wfrun.results import (
     DEFAULT_MAX_OUTPUT_BYTES,
     check_event,
@@ -118,12 +120,16 @@ def _handle_from_event(event: Any) -> dict[str, Any]:
 
 class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOperator):
     """
-    Run an AI workflow on Dify, GPTBots or chenyu.cn and return its outputs and cost.
+    Run an AI workflow on any registered platform (see the README's table) and return its outputs and cost.
 
-    :param conn_id: Connection of type ``dify``, ``gptbots`` or ``chenyu`` (templated).
-    :param inputs: The workflow's inputs, a mapping (templated, shown as JSON).
-    :param workflow_id: Dify: a published version to run (default: the app's current one); chenyu: the
-        workflow to run (required); GPTBots: leave empty, the key selects the workflow (templated).
+    :param conn_id: A connection whose type is a workflow platform (``dify``, ``chenyu``...; templated).
+    :param inputs: The workflow's inputs, a mapping (templated, shown as JSON). ComfyUI: node input
+        overrides keyed ``"<node id>.<input name>"``.
+    :param workflow_id: The workflow to run where the platform stores workflows: what it means and whether
+        it is required is the platform's (the README's table; templated).
+    :param workflow: The workflow document, for platforms that run one instead of a stored workflow
+        (ComfyUI's API-format graph): a mapping, or a path or ObjectStoragePath of its JSON file, read once
+        before the run is submitted (templated).
     :param wait: Wait for the run to finish (default). False submits and returns the run id.
     :param deferrable: Wait in the triggerer, freeing the worker slot. Defaults to
         ``[operators] default_deferrable``.
@@ -145,7 +151,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         the run id when ``wait=False``.
     """
 
-    template_fields: Sequence[str] = ("conn_id", "inputs", "workflow_id")
+    template_fields: Sequence[str] = ("conn_id", "inputs", "workflow_id", "workflow")
     template_fields_renderers = {"inputs": "json"}
     operator_extra_links = (WorkflowRunLink(),)
     ui_color = "#e8f0fe"
@@ -158,6 +164,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         conn_id: str,
         inputs: Mapping[str, Any] | str | None = None,
         workflow_id: str | None = None,
+        workflow: Mapping[str, Any] | str | PurePath | None = None,
         wait: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
@@ -172,7 +179,9 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
     ) -> None:
         super().__init__(**kwargs)
         if conn_id is None or (isinstance(conn_id, str) and not conn_id.strip()):
-            raise InvalidInputError("conn_id must name a connection of type dify, gptbots or chenyu")
+            raise InvalidInputError(
+                f"conn_id must name a connection whose type is one of: {', '.join(adapter_classes())}"
+            )
         if inputs is not None and not isinstance(inputs, (Mapping, str)) and not hasattr(inputs, "resolve"):
             raise InvalidInputError(
                 f"inputs must be a mapping of input names to values, got {type(inputs).__name__} {inputs!r}"
@@ -186,6 +195,9 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         self.conn_id = conn_id
         self.inputs = inputs if inputs is not None else {}
         self.workflow_id = workflow_id
+        self.workflow = workflow
+        #: ``workflow`` loaded, once, before the run is submitted.
+        self._workflow: dict[str, Any] | None = None
         self.wait = wait
         self.deferrable = deferrable
         self.poll_interval = positive_seconds("poll_interval", poll_interval)
@@ -230,7 +242,10 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         check_input_files(self._inputs, adapter)
         # Adapters are pure: building the request checks what the platform needs (chenyu's workflow_id,
         # GPTBots' lack of one) without sending anything.
-        adapter.submit_request(self._inputs, workflow_id=self.workflow_id, idempotency_key="check-only")
+        self._workflow = self.hook.workflow_document(self.workflow)
+        adapter.submit_request(
+            self._inputs, workflow_id=self.workflow_id, idempotency_key="check-only", workflow=self._workflow
+        )
         check_run_url_template(self.hook, self.workflow_id)
         stored = self._stored_handle(context)
         if stored and stored.get("run_id"):
@@ -257,6 +272,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
                 inputs,
                 workflow_id=self.workflow_id or None,
                 idempotency_key=self._idempotency_key(context, generation),
+                workflow=self._workflow,
             )
         except WorkflowRunError as exc:
             note = self._lost_submit_note(exc)

@@ -345,6 +345,8 @@ class PlatformAdapter(ABC):
     not_found_error_codes: ClassVar[frozenset[str]] = frozenset()
     #: Codes of a 429 that is a spent quota rather than a momentary limit: retrying cannot help.
     quota_error_codes: ClassVar[frozenset[str]] = frozenset()
+    #: Codes that mean "too many requests" whatever the HTTP status (Coze answers 200 with its code).
+    rate_limit_error_codes: ClassVar[frozenset[str]] = frozenset()
     #: Codes that mean "try again shortly" whatever the HTTP status (chenyu's engine being unavailable):
     #: the error is transient, so it is retried like a 503.
     transient_error_codes: ClassVar[frozenset[str]] = frozenset()
@@ -365,6 +367,10 @@ class PlatformAdapter(ABC):
     auth_prefix: ClassVar[str] = "Bearer "
     #: False for servers that may run without authentication (a self-hosted engine on a private network).
     requires_api_key: ClassVar[bool] = True
+    #: The platform runs a workflow given as a document (ComfyUI's API-format graph, ``workflow=``) rather
+    #: than one stored on the platform; the hook loads it (inline, a path or an ObjectStoragePath) and hands
+    #: it to :meth:`submit_request`. Platforms without this refuse a ``workflow`` before any call.
+    takes_workflow: ClassVar[bool] = False
 
     def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
         self.extra: Mapping[str, Any] = extra or {}
@@ -400,11 +406,32 @@ class PlatformAdapter(ABC):
     # --- requests ------------------------------------------------------------------------------
     @abstractmethod
     def submit_request(
-        self, inputs: Mapping[str, Any], *, workflow_id: str | None, idempotency_key: str | None
-    ) -> ApiRequest: ...
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        workflow_id: str | None,
+        idempotency_key: str | None,
+        workflow: Mapping[str, Any] | None = None,
+    ) -> ApiRequest:
+        """
+        The request that starts a run. ``workflow`` is the loaded document of a platform that
+        :attr:`takes_workflow` (None otherwise; the hook refuses one for other platforms).
+        """
 
     @abstractmethod
     def get_request(self, run_id: str) -> ApiRequest: ...
+
+    def followup_request(self, run: WorkflowRun, *, step: int) -> ApiRequest | None:
+        """
+        A further read a poll needs before ``run`` is known (ComfyUI: its history is empty until the run
+        ends, so ``GET /queue`` tells queued from running from unknown); None when the run is known.
+        ``step`` counts the follow-ups made in this poll (0 first); the hook stops after a few.
+        """
+        return None
+
+    def apply_followup(self, run: WorkflowRun, payload: Any, *, step: int) -> WorkflowRun:
+        """``run`` completed by the answer to :meth:`followup_request` (same ``step``)."""
+        return run
 
     def cancel_request(self, run_id: str, *, task_id: str | None) -> ApiRequest:
         raise NotSupportedError(
@@ -412,6 +439,13 @@ class PlatformAdapter(ABC):
             platform=self.name,
             run_id=run_id,
         )
+
+    def cancel_requests(self, run_id: str, *, task_id: str | None) -> list[ApiRequest]:
+        """
+        The calls that stop a run, in order (ComfyUI: remove it from the queue, then interrupt it if it is
+        running: each is harmless where it does not apply). One :meth:`cancel_request` by default.
+        """
+        return [self.cancel_request(run_id, task_id=task_id)]
 
     def settlement_request(self, run: WorkflowRun) -> ApiRequest | None:
         """A second call that completes a terminal run (billing); None when the platform has none."""
@@ -455,6 +489,14 @@ class PlatformAdapter(ABC):
     @abstractmethod
     def parse_submit(self, payload: Any) -> WorkflowRun:
         """The run as the submit answer describes it."""
+
+    def submitted(self, payload: Any, request: ApiRequest) -> WorkflowRun:
+        """
+        The run a submit's answer describes, given the request that made it: the hook calls this, so a
+        platform whose run id needs what only the request carried (Coze: the workflow id besides the
+        execute id) can build it. :meth:`parse_submit` by default.
+        """
+        return self.parse_submit(payload)
 
     def read_submit_event(self, payload: Any) -> WorkflowRun | None:
         """For streaming submits: the run once an event identifies it, None to keep reading."""
@@ -530,7 +572,7 @@ class PlatformAdapter(ABC):
                 http_status=status_code,
                 **where,
             )
-        if status_code == 429 or code == "429":
+        if status_code == 429 or code == "429" or code in self.rate_limit_error_codes:
             raise RateLimitedError(f"rate limited: {message}", retry_after=retry_after, **where)
         if status_code == 401 or code in self.auth_error_codes:
             raise AuthenticationError(

@@ -187,7 +187,12 @@ class ChenyuAdapter(PlatformAdapter):
     }
 
     def submit_request(
-        self, inputs: Mapping[str, Any], *, workflow_id: str | None, idempotency_key: str | None
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        workflow_id: str | None,
+        idempotency_key: str | None,
+        workflow: Mapping[str, Any] | None = None,
     ) -> ApiRequest:
         if not workflow_id:
             raise self.missing_input(

@@ -177,7 +177,12 @@ class DifyAdapter(PlatformAdapter):
         return str(self.extra.get("user") or DEFAULT_USER)
 
     def submit_request(
-        self, inputs: Mapping[str, Any], *, workflow_id: str | None, idempotency_key: str | None
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        workflow_id: str | None,
+        idempotency_key: str | None,
+        workflow: Mapping[str, Any] | None = None,
     ) -> ApiRequest:
         path = f"/workflows/{workflow_id}/run" if workflow_id else "/workflows/run"
         body = {"inputs": dict(inputs), "response_mode": "streaming", "user": self.user}

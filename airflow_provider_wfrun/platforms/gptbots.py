@@ -66,7 +66,12 @@ class GptbotsAdapter(PlatformAdapter):
     }
 
     def submit_request(
-        self, inputs: Mapping[str, Any], *, workflow_id: str | None, idempotency_key: str | None
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        workflow_id: str | None,
+        idempotency_key: str | None,
+        workflow: Mapping[str, Any] | None = None,
     ) -> ApiRequest:
         if workflow_id:
             raise self.missing_input(

@@ -46,7 +46,7 @@ class WorkflowRunSensor(StrictTemplateFieldsMixin, BaseSensorOperator):
 
     It never cancels the run: it did not start it. At ``timeout`` it stops waiting and fails.
 
-    :param conn_id: Connection of type ``dify``, ``gptbots`` or ``chenyu`` (templated).
+    :param conn_id: A connection whose type is a platform (``platforms.adapter_classes()``; templated).
     :param run_id: The run to wait for (templated).
     :param allow_partial_success: Accept a partially succeeded run (Dify) as success.
     :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.

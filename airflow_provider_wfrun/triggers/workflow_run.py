@@ -75,7 +75,7 @@ class WorkflowRunTrigger(BaseTrigger):
     ``conn_id`` (asynchronously) each time the trigger starts. New arguments always get defaults, because
     triggers already stored were serialized without them.
 
-    :param conn_id: Connection of type ``dify``, ``gptbots`` or ``chenyu``.
+    :param conn_id: A connection whose type is a workflow platform (``platforms.adapter_classes()``).
     :param run_id: The platform's run id.
     :param end_time: Deadline as a Unix timestamp. Wall-clock time, not ``time.monotonic()``: the
         trigger may resume in another triggerer process after a restart, and must keep the same deadline.

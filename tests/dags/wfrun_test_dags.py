@@ -14,7 +14,7 @@ from airflow.sdk import DAG, task
 from airflow_provider_wfrun.operators.workflow_run import RunWorkflowOperator
 from airflow_provider_wfrun.sensors.workflow_run import WorkflowRunSensor
 
-PARAMS = {"conn_id": "wfrun_dify", "workflow_id": None, "inputs": {}}
+PARAMS = {"conn_id": "wfrun_dify", "workflow_id": None, "workflow": None, "inputs": {}}
 
 
 def _dag(dag_id: str) -> DAG:
@@ -39,6 +39,7 @@ for mode, deferrable in (("deferrable", True), ("worker", False)):
             task_id="run",
             conn_id="{{ params.conn_id }}",
             workflow_id="{{ params.workflow_id }}",
+            workflow="{{ params.workflow }}",
             inputs="{{ params.inputs }}",
             deferrable=deferrable,
             poll_interval=0.2,
@@ -52,6 +53,7 @@ for mode in ("poke", "reschedule", "deferrable"):
             task_id="start",
             conn_id="{{ params.conn_id }}",
             workflow_id="{{ params.workflow_id }}",
+            workflow="{{ params.workflow }}",
             inputs="{{ params.inputs }}",
             wait=False,
         )

@@ -81,9 +81,8 @@ def fanout_cases(count: int, *, duration: float, spread: float = 0.0, **scenario
     cases = []
     for number in range(count):
         platform = PLATFORMS[number % len(PLATFORMS)]
-        case = conf(platform, duration_seconds=duration + spread * number / max(count - 1, 1), **scenario)
-        case["inputs"]["case"] = number
-        cases.append(case)
+        duration_seconds = duration + spread * number / max(count - 1, 1)
+        cases.append(conf(platform, inputs={"case": number}, duration_seconds=duration_seconds, **scenario))
     return cases
 
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from airflow.utils.state import DagRunState
-from conftest import API_KEY, BUNDLES, PLATFORMS, WORKFLOW_IDS, DagBag
+from conftest import ALL_PLATFORMS, API_KEY, BUNDLES, DagBag
+
+from airflow_provider_wfrun.emulator.app import example_outputs, example_run
 
 pytestmark = pytest.mark.airflow_db
 
@@ -36,10 +38,12 @@ def xcom(dag_run, task_id: str, key: str = "return_value", map_index: int = -1) 
 
 
 def conf_for(connections: dict[str, str], platform: str, **scenario: Any) -> dict[str, Any]:
+    inputs = {"prompt": f"hello {platform}", "_emulator": {"duration_seconds": 0.5, **scenario}}
     return {
         "conn_id": connections[platform],
-        "workflow_id": WORKFLOW_IDS[platform],
-        "inputs": {"prompt": f"hello {platform}", "_emulator": {"duration_seconds": 0.5, **scenario}},
+        "workflow_id": None,
+        "workflow": None,
+        **example_run(platform, inputs),
     }
 
 
@@ -49,7 +53,7 @@ def test_every_dag_file_parses_without_import_errors(airflow_db):
 
 
 @pytest.mark.parametrize("mode", ["deferrable", "worker"])
-@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("platform", ALL_PLATFORMS)
 def test_outputs_and_costs_reach_the_downstream_task(airflow_db, connections, emulator, platform, mode):
     dag_run = run_dag(f"wfrun_test_operator_{mode}", **conf_for(connections, platform))
     assert dag_run.state == DagRunState.SUCCESS
@@ -57,11 +61,12 @@ def test_outputs_and_costs_reach_the_downstream_task(airflow_db, connections, em
     received = xcom(dag_run, "downstream")["received"]
     assert received["platform"] == platform
     assert received["status"] == "succeeded"
-    assert received["outputs"] == {"prompt": f"hello {platform}"}
+    assert received["outputs"] == example_outputs(platform, {"prompt": f"hello {platform}"})
     assert received["run_id"] == xcom(dag_run, "run", key="run_id")
     assert xcom(dag_run, "run", key="run_url").startswith(emulator.base_url(platform))
     cost = received["cost"]
-    expected_currency = {"dify": None, "gptbots": "credits", "chenyu": "CNY"}[platform]
+    # Money where the platform reports it, credits for GPTBots; none for token-only or free platforms.
+    expected_currency = {"gptbots": "credits", "chenyu": "CNY"}.get(platform)
     assert cost["currency"] == expected_currency
     if platform == "chenyu":
         assert Decimal(cost["total"]) == Decimal("0.00028780")
@@ -102,17 +107,15 @@ def test_sensor_waits_in_every_mode(airflow_db, connections, emulator, mode):
 
 
 def test_example_dags_run_end_to_end(airflow_db, connections, emulator, capfd):
-    for dag_id in (
-        "example_wfrun_dify",
-        "example_wfrun_gptbots",
-        "example_wfrun_chenyu",
-        "example_wfrun_fan_out",
-    ):
+    for dag_id in (*(f"example_wfrun_{platform}" for platform in ALL_PLATFORMS), "example_wfrun_fan_out"):
         dag_run = run_dag(dag_id, bundle="wfrun_examples")
         assert dag_run.state == DagRunState.SUCCESS, dag_id
     total = xcom(run_dag("example_wfrun_fan_out", bundle="wfrun_examples"), "total_cost")
     assert total == {"runs": 5, "total": "0.00143900", "currency": "CNY"}
-    assert emulator.state.stats()["submissions"] == {"dify": 1, "gptbots": 1, "chenyu": 11}
+    # One run per platform's example; chenyu's besides: the fan-out's five, twice.
+    assert emulator.state.stats()["submissions"] == {platform: 1 for platform in ALL_PLATFORMS} | {
+        "chenyu": 11
+    }
 
 
 def test_the_api_key_appears_in_no_log_and_no_xcom(airflow_db, connections, emulator, capfd):

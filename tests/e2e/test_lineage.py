@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ALL_PLATFORMS
 
 # The OpenLineage provider is in the `dev` and `openlineage` extras, not `test`: the floor venv has none.
 pytest.importorskip(
@@ -84,7 +85,7 @@ def test_every_run_task_emits_its_platform_workflow_run_and_spend(
     assert awaited["status"] == "succeeded"
     assert awaited["tokens"] > 0
     assert events["await_summary"]["job"]["facets"]["wfrun_workflow"]["platform"] == "dify"
-    assert emulator.state.stats()["submissions"] == {"dify": 1, "gptbots": 0, "chenyu": 1}
+    assert emulator.state.stats()["submissions"] == dict.fromkeys(ALL_PLATFORMS, 0) | {"dify": 1, "chenyu": 1}
 
 
 def test_the_files_a_run_read_and_wrote_are_its_input_and_output_datasets(

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from airflow_provider_wfrun.emulator import EmulatorServer, EmulatorState, Fault, Scenario, platforms
-from airflow_provider_wfrun.emulator.app import build_app
+from airflow_provider_wfrun.emulator.app import build_app, platform_names
 from airflow_provider_wfrun.emulator.platforms import dify, gptbots
 
 FAST = {"queue_seconds": 0.1, "duration_seconds": 0.3}
@@ -210,8 +210,10 @@ def test_base_urls_and_platform_discovery(emulator: EmulatorServer) -> None:
     assert emulator.base_url("gptbots") == emulator.url + "/gptbots/v1"
     assert emulator.base_url("chenyu") == emulator.url + "/chenyu/api/open/v2"
     with pytest.raises(ValueError, match="unknown platform"):
-        emulator.base_url("coze")
-    assert httpx.get(emulator.url + "/_emulator/platforms").json() == {
+        emulator.base_url("n8n")
+    roots = httpx.get(emulator.url + "/_emulator/platforms").json()
+    assert list(roots) == platform_names()  # every platform module, discovered
+    assert {name: roots[name] for name in ("chenyu", "dify", "gptbots")} == {
         "chenyu": "/chenyu/api/open/v2",
         "dify": "/dify/v1",
         "gptbots": "/gptbots/v1",
@@ -711,7 +713,8 @@ def test_control_cancel_works_on_every_platform(
     }
     assert {run["platform"] for run in runs.values()} == {"chenyu", "gptbots", "dify"}
     assert control.get("/runs", params={"platform": "dify"}).json()[0]["run_id"] == dify_id
-    assert control.get("/stats").json()["cancels"] == {"chenyu": 1, "dify": 1, "gptbots": 1}
+    canceled = {"chenyu": 1, "dify": 1, "gptbots": 1}
+    assert control.get("/stats").json()["cancels"] == dict.fromkeys(platform_names(), 0) | canceled
 
 
 def test_control_scenarios_faults_reset(
@@ -897,8 +900,8 @@ def test_stats_count_requests_responses_and_submissions(
         http.get("/api-key/verify")
     stats = httpx.get(emulator.url + "/_emulator/stats").json()
     assert stats == emulator.state.stats()
-    assert stats["submissions"] == {"chenyu": 1, "dify": 0, "gptbots": 1}
-    assert stats["idempotent_replays"] == {"chenyu": 1, "dify": 0, "gptbots": 0}
+    assert stats["submissions"] == dict.fromkeys(platform_names(), 0) | {"chenyu": 1, "gptbots": 1}
+    assert stats["idempotent_replays"] == dict.fromkeys(platform_names(), 0) | {"chenyu": 1}
     assert stats["requests"] == {
         "chenyu.submit": 2,
         "chenyu.execution": 1,
@@ -972,7 +975,7 @@ def test_command_line_prints_base_urls(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
-        lines = [process.stdout.readline() for _ in range(5)]
+        lines = [process.stdout.readline() for _ in range(len(platform_names()) + 2)]
         urls = {line.split()[0]: line.split()[1] for line in lines[1:]}
         assert urls["dify"].endswith("/dify/v1")
         assert urls["chenyu"].endswith("/chenyu/api/open/v2")

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_wfrun.platforms import adapter_classes
+
 
 @dataclass
 class Cell:
@@ -170,7 +172,7 @@ def matrix_markdown(cells: list[Cell]) -> list[str]:
     return lines
 
 
-_PLATFORM_ORDER = ("dify", "gptbots", "chenyu")
+_PLATFORM_ORDER = tuple(adapter_classes())
 _FAULT_ORDER = (
     "429",
     "500",

@@ -179,14 +179,14 @@ CASES = [
         with_connection(conn_type="http"),
         InvalidInputError,
         r"has type 'http'",
-        r"use one of: chenyu, dify, gptbots",
+        f"use one of: {', '.join(adapter_classes())}",
     ),
     Case(
         "unknown-connection-type",
         with_connection(conn_type="dify_cloud"),
         InvalidInputError,
         r"has type 'dify_cloud'",
-        r"use one of: chenyu, dify, gptbots",
+        f"use one of: {', '.join(adapter_classes())}",
     ),
     Case(
         "empty-api-key",
@@ -341,9 +341,9 @@ CASES = [
     ),
     Case(
         "workflow-id-not-a-string",
-        rendered("chenyu", workflow_id=861),
+        rendered("chenyu", workflow_id=861.5),
         InvalidInputError,
-        r"workflow_id must be a string, got int",
+        r"workflow_id must be a string, got float",
         r"must be a string",
     ),
     # --- run ids ----------------------------------------------------------------------------------

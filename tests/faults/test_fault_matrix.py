@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
-from conftest import PLATFORMS, WORKFLOW_IDS
+from conftest import ALL_PLATFORMS
 
+from airflow_provider_wfrun.emulator.app import example_outputs, example_run
 from airflow_provider_wfrun.exceptions import (
     InvalidResponseError,
     PlatformError,
@@ -36,6 +37,7 @@ from airflow_provider_wfrun.exceptions import (
     WorkflowRunError,
 )
 from airflow_provider_wfrun.operators.workflow_run import RunWorkflowOperator
+from airflow_provider_wfrun.platforms import adapter_classes
 
 from ._support import StateStore, TaskInstanceStandIn, context, fire, rebuilt
 from .conftest import Cell
@@ -64,7 +66,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "truncated": {"kind": "truncated", "phase": "after"},
     "slow": {"kind": "delay", "delay_seconds": SLOW, "phase": "after"},
 }
-POLL_ROUTES = {"dify": "dify.get", "gptbots": "gptbots.get", "chenyu": "chenyu.execution"}
+POLL_ROUTES = {platform: f"{platform}.get" for platform in ALL_PLATFORMS} | {"chenyu": "chenyu.execution"}
 
 #: The typed error a fault becomes, and what its message must say to name the fault.
 SIGNATURES: dict[str, tuple[type[WorkflowRunError], str]] = {
@@ -87,7 +89,8 @@ def expectation(platform: str, fault: str, phase: str, mode: str) -> str:
         return "succeeds"
     if mode == "persistent":
         return "fails"
-    if phase == "poll" or platform == "chenyu" or fault == "429":
+    # A submit is retried whatever failed where the platform deduplicates it (chenyu's idempotency key).
+    if phase == "poll" or adapter_classes()[platform].idempotent_submit or fault == "429":
         return "recovers"
     return "fails"
 
@@ -96,7 +99,7 @@ def cells() -> list[Any]:
     params = []
     for mode in ("transient", "persistent"):
         for phase in ("submit", "poll"):
-            for platform in PLATFORMS:
+            for platform in ALL_PLATFORMS:
                 for fault in FAULTS:
                     params.append(
                         pytest.param(platform, fault, phase, mode, id=f"{mode}-{phase}-{platform}-{fault}")
@@ -108,8 +111,7 @@ def operator(conn_id: str, platform: str, duration: float) -> RunWorkflowOperato
     return RunWorkflowOperator(
         task_id="run",
         conn_id=conn_id,
-        workflow_id=WORKFLOW_IDS[platform],
-        inputs={"text": "hello", "_emulator": {"duration_seconds": duration}},
+        **example_run(platform, {"text": "hello", "_emulator": {"duration_seconds": duration}}),
         poll_interval=0.05,
         deferrable=True,
         hook_params=HOOK_PARAMS,
@@ -181,7 +183,8 @@ def test_fault(request, connections, emulator, reports, platform, fault, phase, 
     if expected in ("succeeds", "recovers"):
         assert error is None, f"expected the task to recover, got {error!r}"
         assert deferred, "the run finished before the task deferred: the cell did not cover polling"
-        assert (result["status"], result["outputs"]) == ("succeeded", {"text": "hello"})
+        expected_outputs = example_outputs(platform, {"text": "hello"})
+        assert (result["status"], result["outputs"]) == ("succeeded", expected_outputs)
         assert cell.submissions == 1, "exactly one run, however many retries"
         assert fired >= (1 if expected == "succeeds" else 2), "the fault never hit the task"
         if fault == "read-timeout":

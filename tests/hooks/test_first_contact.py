@@ -10,8 +10,11 @@ from conftest import PLATFORMS, WORKFLOW_IDS, connection_json
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.platforms import adapter_classes
 
+#: Platforms whose API root has a path (a version segment) a user may leave out of the host.
+VERSIONED = [name for name in PLATFORMS if urlsplit(adapter_classes()[name].default_host).path.strip("/")]
 
-@pytest.mark.parametrize("platform", PLATFORMS)
+
+@pytest.mark.parametrize("platform", VERSIONED)
 def test_a_host_without_its_version_segment_says_so(emulator, monkeypatch, platform):
     root = emulator.base_url(platform)
     without_version = root.rsplit("/", 1)[0]  # .../dify/v1 -> .../dify, .../api/open/v2 -> .../api/open
@@ -37,6 +40,6 @@ def test_the_run_link_names_the_run(emulator, monkeypatch, platform):
     run = hook.submit_run({"query": "hi"}, workflow_id=WORKFLOW_IDS[platform])
     link = hook.run_url(run.run_id)
     assert link.startswith(emulator.base_url(platform))
-    assert run.run_id in link
+    assert all(part in link for part in run.run_id.split(":"))  # Coze: "<workflow id>:<execute id>"
     if platform == "gptbots":
         assert parse_qs(urlsplit(link).query) == {"workflowRunId": [run.run_id]}

@@ -39,16 +39,18 @@ from airflow_provider_wfrun.exceptions import (
 )
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook, shared_async_client
 from airflow_provider_wfrun.models import RunCost, RunSettlement, RunStatus, WorkflowRun
+from airflow_provider_wfrun.platforms import adapter_classes
 
 CHENYU_WORKFLOW = WORKFLOW_IDS["chenyu"]
 #: The route the emulator serves a poll on, per platform (fault targets).
-GET_ROUTE = {"dify": "dify.get", "gptbots": "gptbots.get", "chenyu": "chenyu.execution"}
+GET_ROUTE = {platform: f"{platform}.get" for platform in PLATFORMS} | {"chenyu": "chenyu.execution"}
 SUBMIT_ROUTE = {platform: f"{platform}.submit" for platform in PLATFORMS}
 #: Run ids in each platform's own format that the emulator has never issued.
 UNKNOWN_RUN_IDS = {
     "dify": "fb47b2e6-5e43-4f90-be01-d5c5a088d156",
     "gptbots": "0f6c2c1e-0000-4000-8000-000000000000",
     "chenyu": "wfrun_00000000000000000000",
+    "coze": "7484523878849822754:1000000000000000000",
 }
 WRONG_KEY = "wrong-key-7f3a9c1d-do-not-log"
 INPUTS = {"topic": "otters", "count": 3, "tags": ["a", "b"]}
@@ -177,9 +179,9 @@ def test_run_goes_through_its_statuses_to_success_with_normalized_result(
     wall_after = time.time()
     assert final.run_id == submitted.run_id
     assert final.platform == platform
-    # Dify has no queue and its submit already reports the run as running.
+    # Dify and Coze have no queue and their submit already reports the run as running.
     expected = [RunStatus.RUNNING, RunStatus.SUCCEEDED]
-    if platform != "dify":
+    if emulator.state.dialects[platform].has_queue:
         expected.insert(0, RunStatus.QUEUED)
         assert submitted.status is RunStatus.QUEUED
     else:
@@ -189,14 +191,16 @@ def test_run_goes_through_its_statuses_to_success_with_normalized_result(
     assert final.outputs == INPUTS
     assert final.error is None
     assert (
-        final.platform_status == {"dify": "succeeded", "gptbots": "SUCCEED", "chenyu": "succeeded"}[platform]
+        final.platform_status
+        == {"dify": "succeeded", "gptbots": "SUCCEED", "chenyu": "succeeded", "coze": "Success"}[platform]
     )
     for stamp in (final.created_at, final.started_at, final.finished_at):
         assert_utc_between(stamp, wall_before, wall_after)
     assert final.finished_at >= final.started_at
-    assert final.duration_seconds == pytest.approx(0.4, abs=0.06)
+    # Coze times its runs in whole seconds, the others to the millisecond (or report the duration).
+    assert final.duration_seconds == pytest.approx(0.4, abs=1.0 if platform == "coze" else 0.06)
 
-    if platform == "dify":
+    if platform in ("dify", "coze"):  # tokens only, no money
         assert final.cost == RunCost(tokens=42)
         assert final.settlement is None
     elif platform == "gptbots":
@@ -559,7 +563,10 @@ BAD_CONNECTIONS: dict[str, tuple[Callable[[EmulatorServer], dict[str, object]], 
         lambda server: {"host": server.base_url("dify").replace("http://", "http://user:secret@")},
         "plain URL",
     ),
-    "unknown-conn-type": (lambda server: {"conn_type": "http"}, "use one of: chenyu, dify, gptbots"),
+    "unknown-conn-type": (
+        lambda server: {"conn_type": "http"},
+        f"use one of: {', '.join(adapter_classes())}",
+    ),
 }
 
 
@@ -854,7 +861,8 @@ def test_submit_is_retried_on_429_and_starts_one_run(
 
     assert requests_sent(emulator, SUBMIT_ROUTE[platform]) == 2
     assert emulator.state.stats()["submissions"][platform] == 1
-    assert list(emulator.state.runs) == [run.run_id]
+    (stored,) = emulator.state.runs.values()
+    assert run.run_id.endswith(stored.run_id)  # Coze's run id is "<workflow id>:<execute id>"
 
 
 @pytest.mark.parametrize("fault", list(LOST_SUBMIT_RESPONSES))
@@ -1003,3 +1011,21 @@ def test_test_connection(
     assert "rejected" in message
     assert WRONG_KEY not in message
     assert emulator.api_key not in message
+
+
+@pytest.mark.parametrize(
+    "platform", [name for name in PLATFORMS if not adapter_classes()[name].takes_workflow]
+)
+def test_a_workflow_document_is_refused_where_the_platform_runs_stored_workflows(
+    make_hook, emulator, platform
+):
+    hook = make_hook(platform)
+    with pytest.raises(InvalidInputError, match="workflow document cannot be passed"):
+        hook.submit_run({"query": "x"}, workflow_id=WORKFLOW_IDS[platform], workflow={"1": {}})
+    assert emulator.state.stats()["submissions"][platform] == 0
+
+
+def test_an_empty_workflow_is_no_workflow(make_hook, emulator):
+    run = make_hook("dify").submit_run({"query": "x"}, workflow="")
+    assert emulator.state.stats()["submissions"]["dify"] == 1
+    assert run.platform == "dify"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from airflow_deployment import PLATFORMS, WORKFLOW_IDS, AirflowDeployment, LiveAirflowError, wait_for
+from airflow_deployment import PLATFORMS, AirflowDeployment, LiveAirflowError, wait_for
 
 from airflow_provider_wfrun.emulator import EmulatorServer
 
-__all__ = ["API_KEY", "DAGS_DIR", "PLATFORMS", "WORKFLOW_IDS", "LiveAirflow", "LiveAirflowError", "wait_for"]
+__all__ = ["API_KEY", "DAGS_DIR", "PLATFORMS", "LiveAirflow", "LiveAirflowError", "wait_for"]
 
 LIVE_DIR = Path(__file__).parent
 DAGS_DIR = LIVE_DIR / "dags"

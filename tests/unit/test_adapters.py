@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pkgutil
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_wfrun import platforms
+from airflow_provider_wfrun.emulator.app import platform_names
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -42,12 +45,15 @@ def normalized(run: Any) -> dict[str, Any]:
 EMPTY_COST = {"total": None, "compute": None, "external": None, "currency": None, "tokens": None}
 
 
-def test_registry_finds_every_platform_module():
-    assert list(adapter_classes()) == ["chenyu", "dify", "gptbots"]
+def test_registry_finds_every_platform_module_and_the_emulator_speaks_each():
+    modules = sorted(info.name for info in pkgutil.iter_modules(platforms.__path__) if info.name != "base")
+    assert list(adapter_classes()) == modules
+    assert {"chenyu", "dify", "gptbots"} <= set(modules)
+    assert platform_names() == modules  # one emulator module per adapter module
 
 
 def test_unknown_connection_type_names_the_known_ones():
-    with pytest.raises(InvalidInputError, match="use one of: chenyu, dify, gptbots"):
+    with pytest.raises(InvalidInputError, match=f"use one of: {', '.join(adapter_classes())}$"):
         get_adapter("http")
 
 

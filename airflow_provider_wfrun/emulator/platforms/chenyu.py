@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 NAME = "chenyu"
 ROOT = "/chenyu/api/open/v2"
 DEFAULT_COST_CNY = 0.0002878
+#: The workflow tests and the demo run (chenyu needs one; any id is accepted).
+EXAMPLE_WORKFLOW_ID = "wf_861ef31e94dcfb10e6e7"
 TOTAL_NODES = 7
 BALANCE = {"balance": 100.0, "card_balance": 0.0}
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_wfrun.emulator.app import example_run, platform_names
+
 #: The deadline of ``wfrun_live_deadline`` (seconds): short, so a test can watch it pass.
 DEADLINE_SECONDS = 30
 #: The deadline of each task of ``wfrun_live_fanout``: far enough out to outlive a triggerer's failover.
 FANOUT_DEADLINE_SECONDS = 900
 
-PLATFORMS = ("dify", "gptbots", "chenyu")
-WORKFLOW_IDS = {"dify": None, "gptbots": None, "chenyu": "wf_861ef31e94dcfb10e6e7"}
+#: Every emulated platform (the same set as the adapter registry).
+PLATFORMS = tuple(platform_names())
 #: Out of every 25 cases: one run fails on the platform, one is canceled there, the rest succeed.
 FAILED_EVERY, CANCELED_EVERY = (25, 3), (25, 11)
 
@@ -46,11 +48,8 @@ def case(number: int) -> dict[str, Any]:
     }
     if scenario["outcome"] == "failed":
         scenario["error_reason"] = f"soak case {number} failed on purpose"
-    return {
-        "conn_id": f"wfrun_{name}",
-        "workflow_id": WORKFLOW_IDS[name],
-        "inputs": {"case": number, "prompt": f"soak {number}", "_emulator": scenario},
-    }
+    run = example_run(name, {"case": number, "prompt": f"soak {number}", "_emulator": scenario})
+    return {"conn_id": f"wfrun_{name}", **run}
 
 
 def cases(count: int) -> list[dict[str, Any]]:

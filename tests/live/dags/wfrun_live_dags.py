@@ -23,7 +23,7 @@ if _BREAK_FILE and Path(_BREAK_FILE).exists():
     # A test's stand-in for a deploy in progress: for a moment this file cannot be imported.
     raise ImportError(f"{_BREAK_FILE} exists: a live test made this DAG file unimportable for a moment")
 
-PARAMS = {"conn_id": "wfrun_dify", "workflow_id": None, "inputs": {}}
+PARAMS = {"conn_id": "wfrun_dify", "workflow_id": None, "workflow": None, "inputs": {}}
 #: Task-level polling: quick, so the tests stay short.
 POLL_SECONDS = 1.0
 
@@ -47,6 +47,7 @@ def _run(**kwargs) -> RunWorkflowOperator:
         task_id="run",
         conn_id="{{ params.conn_id }}",
         workflow_id="{{ params.workflow_id }}",
+        workflow="{{ params.workflow }}",
         inputs="{{ params.inputs }}",
         poll_interval=POLL_SECONDS,
         **kwargs,

@@ -1,0 +1,398 @@
+"""
+ComfyUI's own server API (``server.py``), the engine behind many hosted image and video platforms.
+
+There is no stored workflow: each run submits the whole API-format graph (``POST /prompt``, the
+``workflow=`` document), with ``inputs`` overriding node inputs by ``"<node id>.<input name>"``. The run id is
+the ``prompt_id``. ``GET /history/{prompt_id}`` is empty until the prompt has finished, so a poll that finds
+nothing there reads ``GET /queue`` (running or pending, with the position), and if the prompt is in neither,
+the history once more (it may have finished in between) before calling it unknown. A rejected graph answers
+400 with ``node_errors`` per node. Cancel is two harmless calls: delete it from the queue (if pending), then
+interrupt it (only if it is the prompt running). Outputs are files (``filename``, ``subfolder``, ``type``)
+per output node, served by ``GET /view``. ComfyUI charges nothing: ``cost`` is empty, the duration is the
+time between the execution messages. The server has no authentication; a key, if set, is sent as a bearer
+token for the proxy in front of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlencode
+
+from airflow_provider_wfrun.exceptions import InvalidInputError, RunNotFoundError
+from airflow_provider_wfrun.models import OutputFile, RunError, RunStatus, WorkflowRun
+from airflow_provider_wfrun.platforms.base import (
+    MAX_OUTPUT_FILES,
+    ApiRequest,
+    ErrorInfo,
+    Message,
+    PlatformAdapter,
+    Record,
+    Text,
+    UnixMillis,
+    WireFormat,
+    absolute_url,
+    media_type,
+    readable,
+    seconds_between,
+)
+
+#: ``platform_status`` of a prompt the history does not list yet, and of one the queue does not list either:
+#: the steps of a poll's follow-up reads.
+NOT_IN_HISTORY = "not in history"
+NOT_QUEUED = "neither queued nor in history"
+#: Queue items read from ``GET /queue`` (a busy server's queue is long, a run is found well before).
+MAX_QUEUE_ITEMS = 100_000
+#: Node errors named in one message; the rest are counted.
+MAX_NODE_ERRORS = 10
+
+
+class _Submitted(WireFormat):
+    prompt_id: str
+    number: Text = None
+
+
+class _Status(WireFormat):
+    status_str: Text = None
+    completed: bool | None = None
+    messages: list[Any] | None = None
+
+
+class _Entry(WireFormat):
+    outputs: Annotated[dict[str, Any] | None, Record] = None
+    status: Annotated[_Status | None, Record] = None
+
+
+class _Event(WireFormat):
+    """The data of one history message (``["execution_error", {...}]``)."""
+
+    timestamp: UnixMillis = None
+    node_id: Text = None
+    node_type: Text = None
+    exception_message: Message = None
+    exception_type: Text = None
+    traceback: Message = None
+
+
+class ComfyuiAdapter(PlatformAdapter):
+    name = "comfyui"
+    display_name = "ComfyUI"
+    default_host = "http://127.0.0.1:8188"
+    requires_api_key = False
+    supports_cancel = True
+    takes_workflow = True
+    statuses: ClassVar[Mapping[str, RunStatus]] = {
+        "pending": RunStatus.QUEUED,
+        "running": RunStatus.RUNNING,
+        "success": RunStatus.SUCCEEDED,
+        "error": RunStatus.FAILED,
+        "interrupted": RunStatus.CANCELED,
+        NOT_IN_HISTORY: RunStatus.UNKNOWN,
+        NOT_QUEUED: RunStatus.UNKNOWN,
+    }
+
+    # --- requests ------------------------------------------------------------------------------
+    def submit_request(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        workflow_id: str | None,
+        idempotency_key: str | None,
+        workflow: Mapping[str, Any] | None = None,
+    ) -> ApiRequest:
+        if workflow_id:
+            raise self.missing_input(
+                f"ComfyUI has no stored workflows, so workflow_id={workflow_id!r} cannot be honoured; pass "
+                "the graph as workflow= (exported with 'Save (API)') and leave workflow_id empty"
+            )
+        if not workflow:
+            raise self.missing_input(
+                "ComfyUI needs the workflow graph: pass workflow= as the API-format JSON (a mapping, or a "
+                "path or ObjectStoragePath of the file ComfyUI's 'Save (API)' writes)"
+            )
+        graph = _with_overrides(_checked_graph(workflow, self.name), inputs, self.name)
+        # One client id per task (the operator's idempotency key derives from the task instance), so the
+        # server's websocket messages and logs can be told apart per task.
+        client_id = f"wfrun-{idempotency_key or uuid.uuid4().hex}"
+        return ApiRequest("POST", "/prompt", json={"prompt": graph, "client_id": client_id})
+
+    def get_request(self, run_id: str) -> ApiRequest:
+        return ApiRequest("GET", f"/history/{run_id}")
+
+    def followup_request(self, run: WorkflowRun, *, step: int) -> ApiRequest | None:
+        if run.platform_status == NOT_IN_HISTORY:
+            return ApiRequest("GET", "/queue")
+        if run.platform_status == NOT_QUEUED:
+            return self.get_request(run.run_id)
+        return None
+
+    def apply_followup(self, run: WorkflowRun, payload: Any, *, step: int) -> WorkflowRun:
+        if run.platform_status == NOT_IN_HISTORY:
+            return self._from_queue(run, payload)
+        found = self.parse_run(payload, run_id=run.run_id)
+        if found.platform_status == NOT_IN_HISTORY:
+            raise RunNotFoundError(
+                f"ComfyUI lists prompt {run.run_id} neither in its queue nor in its history: the id is from "
+                "another server, or this one restarted (it keeps its history in memory)",
+                platform=self.name,
+                run_id=run.run_id,
+            )
+        return found
+
+    def cancel_requests(self, run_id: str, *, task_id: str | None) -> list[ApiRequest]:
+        """Removed from the queue if pending, then interrupted if running; each call is a no-op otherwise."""
+        return [
+            ApiRequest("POST", "/queue", json={"delete": [run_id]}),
+            ApiRequest("POST", "/interrupt", json={"prompt_id": run_id}),
+        ]
+
+    def cancel_request(self, run_id: str, *, task_id: str | None) -> ApiRequest:
+        return self.cancel_requests(run_id, task_id=task_id)[-1]
+
+    def probe_request(self) -> ApiRequest:
+        return ApiRequest("GET", "/system_stats")
+
+    # --- responses -----------------------------------------------------------------------------
+    def parse_submit(self, payload: Any) -> WorkflowRun:
+        submitted = self.validate(_Submitted, payload)
+        return WorkflowRun(
+            platform=self.name,
+            run_id=submitted.prompt_id,
+            status=RunStatus.QUEUED,
+            platform_status="pending",
+            raw=payload,
+        )
+
+    def parse_run(self, payload: Any, *, run_id: str) -> WorkflowRun:
+        if not isinstance(payload, dict):
+            payload = {}
+        entry = payload.get(run_id)
+        if not entry:
+            return WorkflowRun(
+                platform=self.name, run_id=run_id, status=RunStatus.UNKNOWN, platform_status=NOT_IN_HISTORY
+            )
+        parsed = self.validate(_Entry, entry, run_id=run_id, at=run_id)
+        status = parsed.status or _Status()
+        events = self._events(status.messages or [], run_id)
+        word = "interrupted" if "execution_interrupted" in events else status.status_str
+        if word is None and status.completed:
+            word = "success"
+        finish = next((events[k] for k in _FINISH_EVENTS if k in events), None)
+        started = events["execution_start"].timestamp if "execution_start" in events else None
+        finished = finish.timestamp if finish else None
+        state = self.map_status(word, run_id=run_id)
+        return WorkflowRun(
+            platform=self.name,
+            run_id=run_id,
+            status=state,
+            platform_status=word,
+            outputs=parsed.outputs or {},
+            error=_run_error(state, events.get("execution_error")),
+            started_at=started,
+            finished_at=finished,
+            duration_seconds=seconds_between(started, finished),
+            raw=payload,
+        )
+
+    def _events(self, messages: list[Any], run_id: str) -> dict[str, _Event]:
+        """The history's ``[event, data]`` messages by event name (the last of each), read tolerantly."""
+        events: dict[str, _Event] = {}
+        for message in messages[:1000]:
+            if isinstance(message, list) and len(message) == 2 and isinstance(message[0], str):
+                data = message[1] if isinstance(message[1], dict) else {}
+                events[message[0]] = self.validate(_Event, data, run_id=run_id, at=f"messages.{message[0]}")
+        return events
+
+    def _from_queue(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
+        if any(_prompt_id(item) == run.run_id for item in _queue(payload, "queue_running")):
+            return run.model_copy(update={"status": RunStatus.RUNNING, "platform_status": "running"})
+        pending = sorted(_queue(payload, "queue_pending"), key=_number)
+        for position, item in enumerate(pending, 1):
+            if _prompt_id(item) == run.run_id:
+                update = {
+                    "status": RunStatus.QUEUED,
+                    "platform_status": "pending",
+                    "queue_position": position,
+                }
+                return run.model_copy(update=update)
+        return run.model_copy(update={"platform_status": NOT_QUEUED})
+
+    def output_files(self, run: WorkflowRun, *, base_url: str) -> list[OutputFile]:
+        """Each file an output node lists (``images``, ``gifs``, ``audio``...), behind ``GET /view``."""
+        files = []
+        for node_id, node_output in run.outputs.items():
+            if not isinstance(node_output, dict):
+                continue
+            for key, items in node_output.items():
+                for index, item in enumerate(items if isinstance(items, list) else ()):
+                    file = _output_file(item, f"{node_id}.{key}[{index}]", base_url)
+                    if file is not None:
+                        files.append(file)
+        return files[:MAX_OUTPUT_FILES]
+
+    def error_info(self, payload: Any) -> ErrorInfo | None:
+        if not isinstance(payload, dict) or "error" not in payload or "prompt_id" in payload:
+            return None
+        error = payload["error"]
+        if isinstance(error, dict):
+            return ErrorInfo(code=readable(error.get("type")), message=readable(error.get("message")))
+        return ErrorInfo(code=None, message=readable(error))
+
+    def raise_for_error(
+        self,
+        status_code: int,
+        payload: Any,
+        *,
+        run_id: str | None = None,
+        retry_after: float | None = None,
+        fallback: str | None = None,
+    ) -> None:
+        """A graph ComfyUI rejected is bad input: the error names each node and what is wrong with it."""
+        node_errors = payload.get("node_errors") if isinstance(payload, dict) else None
+        if status_code == 400 and isinstance(payload, dict) and "error" in payload:
+            info = self.error_info(payload)
+            summary = _node_errors(node_errors) if isinstance(node_errors, dict) else ""
+            message = (info.message if info else None) or "the graph was rejected"
+            raise InvalidInputError(
+                f"ComfyUI rejected the workflow: {message}{summary}; fix the graph or the inputs",
+                platform=self.name,
+            )
+        super().raise_for_error(
+            status_code, payload, run_id=run_id, retry_after=retry_after, fallback=fallback
+        )
+
+
+_FINISH_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+
+
+def _checked_graph(workflow: Mapping[str, Any], platform: str) -> dict[str, Any]:
+    """The API-format graph: node id -> ``{"class_type", "inputs"}``; the UI format is told apart."""
+    if "nodes" in workflow and "links" in workflow:
+        raise InvalidInputError(
+            "the workflow is in ComfyUI's UI format (it has 'nodes' and 'links'); export it with "
+            "'Save (API)' (enable the dev mode options) and pass that file",
+            platform=platform,
+        )
+    for node_id, node in workflow.items():
+        if (
+            not isinstance(node, Mapping)
+            or "class_type" not in node
+            or not isinstance(node.get("inputs"), Mapping)
+        ):
+            raise InvalidInputError(
+                f"workflow node {node_id!r} is not an API-format node (an object with 'class_type' and "
+                "'inputs'); export the workflow with 'Save (API)'",
+                platform=platform,
+            )
+    return copy.deepcopy(dict(workflow))
+
+
+def _with_overrides(graph: dict[str, Any], inputs: Mapping[str, Any], platform: str) -> dict[str, Any]:
+    """``graph`` with each ``"<node id>.<input name>"`` input set; every name is checked first."""
+    for key, value in inputs.items():
+        node_id, name = _split(str(key), graph)
+        node = graph.get(node_id)
+        if node is None:
+            raise InvalidInputError(
+                f"input {key!r} names node {node_id!r}, which the workflow does not have (nodes: "
+                f"{', '.join(sorted(graph)[:30])}); inputs are keyed '<node id>.<input name>', e.g. '6.text'",
+                platform=platform,
+            )
+        if name not in node["inputs"]:
+            raise InvalidInputError(
+                f"input {key!r}: node {node_id} ({node.get('class_type')}) has no input {name!r}; it has "
+                f"{', '.join(sorted(node['inputs'])) or 'none'}",
+                platform=platform,
+            )
+        node["inputs"][name] = value
+    return graph
+
+
+def _split(key: str, graph: Mapping[str, Any]) -> tuple[str, str]:
+    """``"6.text"`` -> ``("6", "text")``; a node id with dots in it is matched whole first."""
+    node_id, dot, name = key.rpartition(".")
+    if not dot or not node_id or not name:
+        first, _, rest = key.partition(".")
+        if first in graph and rest:
+            return first, rest
+        raise InvalidInputError(
+            f"input {key!r} does not name a node input; ComfyUI inputs are keyed '<node id>.<input name>', "
+            "e.g. '6.text' for the text of node 6",
+            platform=ComfyuiAdapter.name,
+        )
+    if node_id not in graph:
+        first, _, rest = key.partition(".")
+        if first in graph:
+            return first, rest
+    return node_id, name
+
+
+def _node_errors(node_errors: Mapping[str, Any]) -> str:
+    """``; node 6 (CLIPTextEncode): Required input is missing: clip`` for each node, bounded."""
+    parts = []
+    for node_id, error in list(node_errors.items())[:MAX_NODE_ERRORS]:
+        errors = error.get("errors") if isinstance(error, dict) else None
+        what = "; ".join(
+            ": ".join(filter(None, (readable(item.get("message")), readable(item.get("details")))))
+            for item in (errors if isinstance(errors, list) else [])[:5]
+            if isinstance(item, dict)
+        )
+        kind = readable(error.get("class_type")) if isinstance(error, dict) else None
+        parts.append(f"node {node_id}{f' ({kind})' if kind else ''}: {what or 'rejected'}")
+    more = len(node_errors) - MAX_NODE_ERRORS
+    return "; " + "; ".join(parts) + (f"; and {more} more nodes" if more > 0 else "") if parts else ""
+
+
+def _queue(payload: Any, key: str) -> list[Any]:
+    """One list of ``GET /queue``, bounded; anything else reads as empty."""
+    items = payload.get(key) if isinstance(payload, dict) else None
+    return items[:MAX_QUEUE_ITEMS] if isinstance(items, list) else []
+
+
+def _prompt_id(item: Any) -> str | None:
+    """A queue item ``[number, prompt_id, prompt, extra_data, outputs_to_execute]``'s prompt id."""
+    if isinstance(item, list) and len(item) > 1:
+        return readable(item[1])
+    return None
+
+
+def _number(item: Any) -> float:
+    number = item[0] if isinstance(item, list) and item else None
+    return (
+        float(number) if isinstance(number, (int, float)) and not isinstance(number, bool) else float("inf")
+    )
+
+
+def _output_file(item: Any, output_key: str, base_url: str) -> OutputFile | None:
+    if not isinstance(item, dict) or not isinstance(item.get("filename"), str) or not item["filename"]:
+        return None
+    name = item["filename"].replace("\\", "_").rpartition("/")[2]
+    query = {
+        "filename": item["filename"],
+        "subfolder": str(item.get("subfolder") or ""),
+        "type": str(item.get("type") or "output"),
+    }
+    return OutputFile(
+        name=name,
+        url=absolute_url(f"view?{urlencode(query)}", base_url),
+        media_type=media_type(name),
+        output_key=output_key,
+        authenticated=True,
+    )
+
+
+def _run_error(status: RunStatus, event: _Event | None) -> RunError | None:
+    if status is RunStatus.CANCELED:
+        return RunError(reason="the prompt was interrupted")
+    if status is not RunStatus.FAILED:
+        return None
+    if event is None:
+        return RunError(reason="ComfyUI reported the prompt failed without an execution error")
+    where = f"node {event.node_id}{f' ({event.node_type})' if event.node_type else ''}"
+    return RunError(
+        reason=f"{where} failed: {event.exception_message or 'no message'}",
+        detail=event.traceback,
+        code=event.exception_type,
+    )
