@@ -690,8 +690,9 @@ def test_dify_replay_leaves_the_form_still_waiting_and_ends_at_the_finish():
     assert adapter.follow_form(filled, form, run_id=run_id) == (None, False)
     finished = {"event": "workflow_finished", "data": {}}
     assert adapter.follow_form(finished, form, run_id=run_id) == (None, True)
+    error = {"event": "error", "status": 500, "code": "x", "message": "y"}
     with pytest.raises(PlatformError):
-        adapter.follow_form({"event": "error", "status": 500, "code": "x", "message": "y"}, None, run_id=run_id)
+        adapter.follow_form(error, None, run_id=run_id)
 
 
 def test_dify_form_answered_elsewhere_first_is_a_412_with_its_code():
