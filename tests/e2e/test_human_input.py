@@ -102,6 +102,28 @@ def person() -> Iterator[Callable[..., Person]]:
         thread.join(10)
 
 
+@pytest.fixture
+def scheduler_sweep() -> Iterator[None]:
+    """
+    The scheduler's timeout sweep of tasks awaiting input, every 0.2 s, as a running scheduler does each
+    loop: ``dag.test()`` runs no scheduler, and without it a request past its deadline is never resolved.
+    """
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    runner = object.__new__(SchedulerJobRunner)
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.wait(0.2):
+            runner.check_awaiting_input_timeouts()
+
+    thread = threading.Thread(target=sweep, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(10)
+
+
 def choose(option: str, **params: Any) -> Callable[[dict[str, Any]], None]:
     return lambda request: respond(request, option, **params)
 
@@ -171,7 +193,7 @@ def test_a_form_answered_on_dify_first_fails_with_a_typed_error(airflow_db, conn
 
 
 def test_a_form_nobody_answers_before_it_expires_fails_with_a_typed_error(
-    airflow_db, connections, emulator, capfd
+    airflow_db, connections, emulator, capfd, scheduler_sweep
 ):
     expiring = {**APPROVAL, "expires_seconds": 1.5}
     dag_run = run_dag("wfrun_test_human_input", connections["dify"], human_inputs=[expiring])
@@ -182,7 +204,7 @@ def test_a_form_nobody_answers_before_it_expires_fails_with_a_typed_error(
 
 
 def test_the_deadline_reached_while_waiting_for_a_person_cancels_the_run(
-    airflow_db, connections, emulator, capfd
+    airflow_db, connections, emulator, capfd, scheduler_sweep
 ):
     started = time.monotonic()
     dag_run = run_dag("wfrun_test_human_input_deadline", connections["dify"], human_inputs=[APPROVAL])
