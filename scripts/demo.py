@@ -157,9 +157,10 @@ def reviewer(env: dict[str, str]) -> Any:
     stop = threading.Event()
 
     def answer_requests() -> None:
+        seen: dict[Any, float] = {}
         while not stop.wait(0.5):
             with contextlib.suppress(Exception):  # the database may be busy; try again next round
-                answer_waiting()
+                answer_waiting(seen)
 
     thread = threading.Thread(target=answer_requests, daemon=True)
     thread.start()
@@ -170,7 +171,8 @@ def reviewer(env: dict[str, str]) -> Any:
         thread.join(10)
 
 
-def answer_waiting() -> None:
+def answer_waiting(seen: dict[Any, float]) -> None:
+    """Answer each request its task waits on, after reading it for a moment (as a person would)."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
@@ -179,8 +181,15 @@ def answer_waiting() -> None:
     from sqlalchemy import select
 
     with create_session() as session:
-        waiting = [row for row in session.scalars(select(HITLDetail)).all() if not row.response_received]
+        waiting = [
+            row
+            for row in session.scalars(select(HITLDetail)).all()
+            if not row.response_received and row.task_instance.state in ("awaiting_input", "deferred")
+        ]
         for row in waiting:
+            if time.monotonic() - seen.setdefault(row.ti_id, time.monotonic()) < 1.5:
+                continue
+            seen.pop(row.ti_id)
             ti = row.task_instance
             print(f"  reviewer: {row.subject.splitlines()[0]!r} -> {row.options[0]}")
             update_hitl_detail(

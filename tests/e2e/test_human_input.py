@@ -21,6 +21,8 @@ from airflow_provider_wfrun.emulator import EmulatorServer
 
 pytestmark = pytest.mark.airflow_db
 
+#: How long the person looks at a request before answering it.
+READING_SECONDS = 1.5
 APPROVAL = {
     "content": "Ship draft v1?",
     "inputs": {"comment": "looks fine"},
@@ -35,7 +37,10 @@ def run_dag(dag_id: str, conn_id: str, **scenario: Any):
 
 
 def requests(dag_id: str) -> list[Any]:
-    """The task's human-in-the-loop requests still waiting for an answer."""
+    """
+    The task's human-in-the-loop requests waiting for an answer, once the task waits for it (a person who
+    answers faster than the task parks is answered but never resumed, in ``dag.test()`` as in Airflow).
+    """
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -47,7 +52,7 @@ def requests(dag_id: str) -> list[Any]:
         return [
             {"subject": row.subject, "options": row.options, "params": row.params, "ti": row.task_instance}
             for row in rows
-            if not row.response_received
+            if not row.response_received and row.task_instance.state in ("awaiting_input", "deferred")
         ]
 
 
@@ -81,11 +86,14 @@ class Person(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        failures = 0
+        failures, seen = 0, 0.0
         while self.answers and not self.stop.wait(0.1):
             try:
                 waiting = requests(self.dag_id)
-                if waiting:
+                seen = (seen or time.monotonic()) if waiting else 0.0
+                # A person reads the question first: dag.test() writes the parked state once more just
+                # after the task parks, which would undo a resume by an answer given within that instant.
+                if waiting and time.monotonic() - seen >= READING_SECONDS:
                     self.answers[0](waiting[0])
                     self.asked.append({k: v for k, v in waiting[0].items() if k != "ti"})
                     self.answers.pop(0)
