@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from crafted_server import CraftedServer, send
 
 from airflow_provider_wfrun.emulator import EmulatorServer
 from airflow_provider_wfrun.exceptions import (
@@ -25,7 +26,6 @@ from airflow_provider_wfrun.exceptions import (
 )
 from airflow_provider_wfrun.hooks.workflow_run import MAX_EVENTS_BEFORE_PAUSE, WorkflowRunHook
 from airflow_provider_wfrun.models import RunStatus
-from tests.hooks.crafted_server import CraftedServer, send
 
 
 @pytest.fixture
