@@ -185,6 +185,26 @@ class FileTransferError(WorkflowRunError):
     """
 
 
+class HumanInputError(WorkflowRunError):
+    """A paused run's form could not be answered from Airflow (base of the cases below)."""
+
+
+class FormAnsweredElsewhereError(HumanInputError):
+    """
+    The form was answered on the platform (in Dify's web app, by another client) before the answer given
+    in Airflow was submitted; the run went on with that other answer (Dify's 412
+    ``human_input_form_submitted``).
+    """
+
+
+class FormExpiredError(HumanInputError):
+    """The form expired before it was answered; the platform followed the node's timeout branch."""
+
+
+class HumanInputUnavailableError(HumanInputError, NotSupportedError):
+    """The run paused for a form, and the installed Airflow has no human-in-the-loop feature to ask it."""
+
+
 _ERROR_TYPES: dict[type[WorkflowRunError], str] = {
     WorkflowRunError: "error",
     InvalidInputError: "invalid_input",
@@ -202,6 +222,10 @@ _ERROR_TYPES: dict[type[WorkflowRunError], str] = {
     RunTimeoutError: "timeout",
     OutputTooLargeError: "output_too_large",
     FileTransferError: "file_transfer",
+    HumanInputError: "human_input",
+    FormAnsweredElsewhereError: "form_answered_elsewhere",
+    FormExpiredError: "form_expired",
+    HumanInputUnavailableError: "human_input_unavailable",
 }
 
 #: Error types a trigger event may carry, mapped back to the exception the worker raises.

@@ -4,7 +4,8 @@ A form a paused run waits on (Dify's Human Input node), normalized.
 Dify announces the form on the run's event stream (``human_input_required``, with the one-shot
 ``form_token``) and serves it at ``/form/human_input/{token}``; the adapter turns both into
 :class:`HumanInputForm`, which is what a person is asked: the content, the fields with their defaults and
-the actions to choose from. Answering it in Airflow's human-in-the-loop feature is not wired yet.
+the actions to choose from. The hook reads it (``pending_form``) and answers it (``answer_form``); the
+operator asks it in Airflow's human-in-the-loop feature (``airflow_provider_wfrun/hitl.py``).
 """
 
 from __future__ import annotations

@@ -15,11 +15,13 @@ Airflow lives in ``.airflow-home/`` inside the checkout (git-ignored): a SQLite 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -34,7 +36,23 @@ REPO = Path(__file__).resolve().parent.parent
 PLATFORMS = tuple(platform_names())
 #: Example DAGs that mix platforms; their workflow id is chenyu's.
 MIXED_EXAMPLES = ("example_wfrun_fan_out", "example_wfrun_lineage", "example_wfrun_files")
-EXAMPLES = (*(f"example_wfrun_{platform}" for platform in PLATFORMS), *MIXED_EXAMPLES)
+#: A Dify run that stops at a Human Input node; the demo's reviewer answers it (its workflow id is its own).
+HUMAN_INPUT_EXAMPLE = "example_wfrun_human_input"
+EXAMPLES = (*(f"example_wfrun_{platform}" for platform in PLATFORMS), *MIXED_EXAMPLES, HUMAN_INPUT_EXAMPLE)
+#: The emulated Dify workflow version whose run stops at a Human Input node (example_human_input.py).
+REVIEW_WORKFLOW_ID = "3f1c9a52-7d4e-4b8a-9c6f-0e2d5b7a8c41"
+REVIEW_SCENARIO = {
+    "duration_seconds": 2,
+    "outputs": {"text": "Version 2.0: faster runs.\nFiles in and out, lineage with cost."},
+    "human_inputs": [
+        {
+            "title": "Release note review",
+            "content": "Publish this release note?\n\n> Version 2.0: faster runs.",
+            "inputs": {"comment": ""},
+            "actions": ["publish", "rewrite"],
+        }
+    ],
+}
 EMULATOR_KEY = "demo-key"
 EMULATOR_ROOTS = {module.NAME: module.ROOT for module in discover_platforms()}
 
@@ -78,6 +96,10 @@ def emulator(needed: bool):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(f"{url}/_emulator/stats", process)
+        scenarios = json.dumps({REVIEW_WORKFLOW_ID: REVIEW_SCENARIO}).encode()
+        request = urllib.request.Request(f"{url}/_emulator/scenarios", data=scenarios, method="PUT")
+        with urllib.request.urlopen(request, timeout=5):
+            pass
         yield url
     finally:
         process.terminate()
@@ -131,6 +153,8 @@ def is_real(platform: str) -> bool:
 
 def dag_conf(dag_id: str) -> str:
     """The DAG run's conf: the workflow id from the environment, if given (else the DAG's default)."""
+    if dag_id == HUMAN_INPUT_EXAMPLE:
+        return "{}"
     platform = dag_id.removeprefix("example_wfrun_")
     workflow_id = os.environ.get(
         f"WFRUN_{(platform if platform in PLATFORMS else 'chenyu').upper()}_WORKFLOW_ID"
@@ -144,6 +168,64 @@ def airflow(*args: str, env: dict[str, str], log: Path | None = None) -> int:
         return subprocess.run(command, env=env, capture_output=True, check=False).returncode
     with log.open("w") as out:
         return subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+
+
+@contextmanager
+def reviewer(env: dict[str, str]) -> Any:
+    """
+    A reviewer who answers every human-in-the-loop request the demo's tasks raise (Publish, with a comment)
+    through the REST API's own handler, so ``make demo`` runs unattended.
+    """
+    os.environ.update(env)
+    stop = threading.Event()
+
+    def answer_requests() -> None:
+        seen: dict[Any, float] = {}
+        while not stop.wait(0.5):
+            with contextlib.suppress(Exception):  # the database may be busy; try again next round
+                answer_waiting(seen)
+
+    thread = threading.Thread(target=answer_requests, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def answer_waiting(seen: dict[Any, float]) -> None:
+    """Answer each request its task waits on, after reading it for a moment (as a person would)."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.hitl import HITLDetail
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        waiting = [
+            row
+            for row in session.scalars(select(HITLDetail)).all()
+            if not row.response_received and row.task_instance.state in ("awaiting_input", "deferred")
+        ]
+        for row in waiting:
+            if time.monotonic() - seen.setdefault(row.ti_id, time.monotonic()) < 1.5:
+                continue
+            seen.pop(row.ti_id)
+            ti = row.task_instance
+            print(f"  reviewer: {row.subject.splitlines()[0]!r} -> {row.options[0]}")
+            update_hitl_detail(
+                dag_id=ti.dag_id,
+                dag_run_id=ti.run_id,
+                task_id=ti.task_id,
+                update_hitl_detail_payload=UpdateHITLDetailPayload(
+                    chosen_options=[row.options[0]], params_input={"comment": "approved by the demo reviewer"}
+                ),
+                user=SimpleAuthManagerUser(username="demo-reviewer", role="admin"),
+                session=session,
+                map_index=ti.map_index,
+            )
 
 
 def results(env: dict[str, str], dag_ids: list[str]) -> list[dict[str, Any]]:
@@ -221,21 +303,27 @@ def main() -> int:
         print(f"Platforms: {where}\nAirflow home: {home}\n")
         if airflow("db", "migrate", env=env) != 0:
             raise SystemExit("airflow db migrate failed")
-        failed = []
-        for dag_id in args.dags:
-            started = time.monotonic()
-            log = home / "demo-logs" / f"{dag_id}.log"
-            code = airflow("dags", "test", dag_id, "--conf", dag_conf(dag_id), env=env, log=log)
-            outcome = "ok" if code == 0 else "FAILED"
-            print(f"{dag_id:<26} {outcome:<6} in {time.monotonic() - started:5.1f} s  ({log})")
-            if code != 0:
-                failed.append(dag_id)
+        with reviewer(env):
+            failed = run_examples(args.dags, env, home)
         print()
         print_table(results(env, args.dags))
     if failed:
         print(f"\n{len(failed)} DAG(s) failed: {', '.join(failed)}; see their logs above.")
         return 1
     return 0
+
+
+def run_examples(dag_ids: list[str], env: dict[str, str], home: Path) -> list[str]:
+    failed = []
+    for dag_id in dag_ids:
+        started = time.monotonic()
+        log = home / "demo-logs" / f"{dag_id}.log"
+        code = airflow("dags", "test", dag_id, "--conf", dag_conf(dag_id), env=env, log=log)
+        outcome = "ok" if code == 0 else "FAILED"
+        print(f"{dag_id:<26} {outcome:<6} in {time.monotonic() - started:5.1f} s  ({log})")
+        if code != 0:
+            failed.append(dag_id)
+    return failed
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 Outcome = Literal["succeeded", "failed", "canceled", "partial"]
 FaultKind = Literal["429", "500", "502", "503", "504", "html", "reset", "delay", "malformed", "truncated"]
-Phase = Literal["queued", "running", "succeeded", "failed", "canceled", "partial"]
+Phase = Literal["queued", "running", "paused", "succeeded", "failed", "canceled", "partial"]
 TERMINAL_PHASES = frozenset({"succeeded", "failed", "canceled", "partial"})
 SCENARIO_INPUT_KEY = "_emulator"
 CONTROL_ROOT = "/_emulator"
@@ -79,6 +79,48 @@ DEFAULT_LOG_LINES: tuple[LogLine, ...] = (
 )
 
 
+class HumanInputNode(BaseModel):
+    """
+    A Human Input node (Dify): the run pauses on reaching it until its form is answered or expires.
+
+    The form offers paragraph ``inputs`` (name -> default) and the ``actions``; unanswered, it times out
+    ``expires_seconds`` after the pause began and the run goes on along the timeout branch.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: When in the running phase the run reaches the node, as a fraction (0..1) of its duration.
+    at: float = Field(0.5, ge=0.0, le=1.0)
+    node_id: str = "approval"
+    title: str = "Approval"
+    content: str = "Please review the draft and approve it or ask for changes."
+    inputs: dict[str, str] = Field(default_factory=lambda: {"comment": ""})
+    actions: tuple[str, ...] = Field(("approve", "reject"), min_length=1)
+    expires_seconds: float = Field(3600.0, gt=0.0)
+    #: ``webapp`` forms carry a token the API answers with; ``email`` ones do not.
+    delivery: Literal["webapp", "email"] = "webapp"
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """One Human Input node as this run meets it: when it paused, when it resumed and how."""
+
+    index: int
+    node: HumanInputNode
+    token: str
+    reached: float
+    resumed: float
+    #: ``(action, inputs)`` when answered; None while waiting, or once it timed out.
+    answer: tuple[str, dict[str, Any]] | None
+
+    @property
+    def expires(self) -> float:
+        return self.reached + self.node.expires_seconds
+
+    def waiting(self, now: float) -> bool:
+        return self.reached <= now < self.resumed
+
+
 class Scenario(BaseModel):
     """How a run behaves: how long it queues and runs, how it ends and what it reports."""
 
@@ -105,6 +147,8 @@ class Scenario(BaseModel):
     variants: tuple[str, ...] = ()
     #: The inputs the workflow declares (Dify's ``GET /parameters`` lists them as required text inputs).
     declared_inputs: tuple[str, ...] = ("query",)
+    #: Human Input nodes the run pauses at, in order (Dify only).
+    human_inputs: tuple[HumanInputNode, ...] = ()
 
     @field_validator("variants")
     @classmethod
@@ -197,15 +241,45 @@ class Run:
     created_wall: float
     extra: dict[str, Any] = field(default_factory=dict)
     canceled_mono: float | None = None
+    #: Answers to Human Input forms by pause index: (monotonic instant, action, inputs).
+    answers: dict[int, tuple[float, str, dict[str, Any]]] = field(default_factory=dict)
     _changed: asyncio.Event | None = None
 
     @property
     def start_mono(self) -> float:
         return self.created_mono + self.scenario.queue_seconds
 
+    def pauses(self) -> list[Pause]:
+        """The Human Input pauses reached or to come, each shifting what follows by its wait."""
+        pauses: list[Pause] = []
+        waited = 0.0
+        for index, node in enumerate(self.scenario.human_inputs):
+            reached = self.start_mono + node.at * self.scenario.duration_seconds + waited
+            if self.canceled_mono is not None and self.canceled_mono < reached:
+                break
+            answered = self.answers.get(index)
+            resumed = answered[0] if answered else reached + node.expires_seconds
+            answer = (answered[1], answered[2]) if answered else None
+            pauses.append(Pause(index, node, pause_token(self.run_id, index), reached, resumed, answer))
+            waited += resumed - reached
+        return pauses
+
+    def moment(self, offset: float) -> float:
+        """The monotonic instant the run has been running ``offset`` seconds, pauses not counted."""
+        waited = sum(
+            pause.resumed - pause.reached
+            for pause in self.pauses()
+            if pause.node.at * self.scenario.duration_seconds <= offset
+        )
+        return self.start_mono + offset + waited
+
+    @property
+    def _natural_end(self) -> float:
+        return self.moment(self.scenario.duration_seconds)
+
     @property
     def end_mono(self) -> float:
-        natural = self.start_mono + self.scenario.duration_seconds
+        natural = self._natural_end
         if self.canceled_mono is not None and self.canceled_mono < natural:
             return self.canceled_mono
         return natural
@@ -213,8 +287,7 @@ class Run:
     @property
     def final_phase(self) -> Phase:
         """The phase the run ends (or ended) in."""
-        natural = self.start_mono + self.scenario.duration_seconds
-        if self.canceled_mono is not None and self.canceled_mono < natural:
+        if self.canceled_mono is not None and self.canceled_mono < self._natural_end:
             return "canceled"
         return self.scenario.outcome
 
@@ -228,6 +301,8 @@ class Run:
         now = time.monotonic() if now is None else now
         if now >= self.end_mono:
             return self.final_phase
+        if any(pause.waiting(now) for pause in self.pauses()):
+            return "paused"
         return "running" if now >= self.start_mono else "queued"
 
     def is_done(self, now: float | None = None) -> bool:
@@ -270,6 +345,11 @@ class Run:
             "created_at": iso_utc(self.created_wall),
             **{key: value for key, value in self.extra.items() if isinstance(value, str)},
         }
+
+
+def pause_token(run_id: str, index: int) -> str:
+    """The form token of a run's ``index``-th Human Input pause (stable, so any request can name it)."""
+    return uuid.uuid5(uuid.NAMESPACE_OID, f"form:{run_id}:{index}").hex
 
 
 def iso_utc(unix_seconds: float) -> str:
@@ -399,6 +479,8 @@ class EmulatorState:
     ) -> Run:
         """Start a run of ``workflow_id``; ``inputs[_emulator]`` overrides the scenario for this run."""
         scenario = self._scenario_with_overrides(workflow_id, inputs)
+        if scenario.human_inputs and "paused" not in dialect.statuses:
+            raise ApiError(400, f"{dialect.name} has no Human Input nodes; only Dify runs pause for a form")
         updates: dict[str, Any] = {} if dialect.has_queue else {"queue_seconds": 0.0}
         run = Run(
             platform=dialect.name,
@@ -415,6 +497,8 @@ class EmulatorState:
             self._runs[run.run_id] = run
             for alias in aliases:
                 self._index[alias] = run
+            for index in range(len(scenario.human_inputs)):
+                self._index[pause_token(run.run_id, index)] = run
             self._counters["submissions"][dialect.name] += 1
         return run
 
@@ -455,6 +539,12 @@ class EmulatorState:
         self._notify(run)
         return True
 
+    def answer(self, run: Run, index: int, action: str, inputs: dict[str, Any]) -> None:
+        """Record the answer to a run's waiting form: the run resumes now."""
+        with self._lock:
+            run.answers[index] = (time.monotonic(), action, inputs)
+        self._notify(run)
+
     def status_word(self, run: Run, now: float | None = None) -> str:
         return self.dialects[run.platform].statuses[run.phase(now)]
 
@@ -464,19 +554,22 @@ class EmulatorState:
 
     # -- waiting (blocking calls, SSE) ---------------------------------------------------------------
     async def wait_until(self, run: Run, deadline: float) -> None:
-        """Sleep until ``deadline`` (monotonic), the run's end, or a cancel — whichever is first."""
-        while True:
-            remaining = min(deadline, run.end_mono) - time.monotonic()
-            if remaining <= 0:
-                return
-            event = run._changed
-            if event is None:
-                event = run._changed = asyncio.Event()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+        """
+        Sleep until ``deadline`` (monotonic), the run's end, or a change (a cancel, an answered form),
+        whichever is first.
+        """
+        remaining = min(deadline, run.end_mono) - time.monotonic()
+        if remaining <= 0:
+            return
+        event = run._changed
+        if event is None:
+            event = run._changed = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), remaining)
 
     async def wait_done(self, run: Run) -> None:
-        await self.wait_until(run, math.inf)
+        while not run.is_done():
+            await self.wait_until(run, math.inf)
 
     def _notify(self, run: Run) -> None:
         """Wake whoever waits on ``run``; events are only touched on the server's loop thread."""

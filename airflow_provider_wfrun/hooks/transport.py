@@ -22,7 +22,7 @@ import asyncio
 import socket
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -245,9 +245,11 @@ class SyncTransport:
         streamed = Outgoing(
             request.method, request.url, {**request.headers, **_EVENT_STREAM_HEADERS}, request.body
         )
-        with self._exchange(streamed, bounds, where) as response:
+        with self._watched_exchange(streamed, bounds, where) as (response, watchdog):
             response.stream = _CappedStream(response.stream, where, bounds.max_bytes)  # type: ignore[arg-type]
-            yield EventStream(response, where, bounds)
+            stream = EventStream(response, where, bounds)
+            stream.cut = lambda: watchdog.expired
+            yield stream
 
     @contextmanager
     def download(
@@ -263,6 +265,13 @@ class SyncTransport:
     @contextmanager
     def _exchange(self, request: Outgoing, bounds: Bounds, where: Where) -> Iterator[httpx.Response]:
         """The response, open for the block, the whole block under the deadline watchdog."""
+        with self._watched_exchange(request, bounds, where) as (response, _):
+            yield response
+
+    @contextmanager
+    def _watched_exchange(
+        self, request: Outgoing, bounds: Bounds, where: Where
+    ) -> Iterator[tuple[httpx.Response, _Watchdog]]:
         with (
             _Watchdog(self, bounds.timeout) as watchdog,
             _httpx_errors(where, bounds, watchdog),
@@ -275,7 +284,7 @@ class SyncTransport:
                 extensions={"trace": watchdog.trace},
             ) as response,
         ):
-            yield response
+            yield response, watchdog
 
 
 #: An event stream is asked for uncompressed, so the raw cap is the decoded one.
@@ -292,6 +301,8 @@ class EventStream:
     def __init__(self, response: httpx.Response, where: Where, bounds: Bounds) -> None:
         self.response = response
         self._where, self._bounds = where, bounds
+        #: Whether the deadline cut the stream: it shuts the socket, which ends the body as a close would.
+        self.cut: Callable[[], bool] = lambda: False
 
     @property
     def is_event_stream(self) -> bool:

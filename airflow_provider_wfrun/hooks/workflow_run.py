@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_wfrun.connection_form import form_of
 from airflow_provider_wfrun.exceptions import (
     FileTransferError,
+    FormAnsweredElsewhereError,
+    FormExpiredError,
     InvalidInputError,
     InvalidResponseError,
+    PlatformError,
     ResponseTooLargeError,
     RunNotFoundError,
     WorkflowRunError,
@@ -36,11 +39,13 @@ from airflow_provider_wfrun.hooks.transport import (
     deadline_error,
     shared_async_client,
 )
+from airflow_provider_wfrun.human_input import FORM_ALREADY_SUBMITTED, FORM_EXPIRED
 from airflow_provider_wfrun.models import RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes
 
 if TYPE_CHECKING:
     from airflow_provider_wfrun.hooks.transport import EventStream
+    from airflow_provider_wfrun.human_input import HumanInputForm
     from airflow_provider_wfrun.models import OutputFile
     from airflow_provider_wfrun.platforms.base import ApiRequest
 
@@ -50,6 +55,8 @@ __all__ = ["PLATFORM_HOOKS", "WorkflowRunHook", "platform_hook", "shared_async_c
 MAX_EVENTS_BEFORE_START = 1000
 #: Further reads one poll may make (ComfyUI: its queue after an empty history, then the history again).
 MAX_FOLLOWUPS = 3
+#: Events read from a reopened run stream (its replay included) before the pause must have been reached.
+MAX_EVENTS_BEFORE_PAUSE = 10_000
 
 
 class WorkflowRunHook(WorkflowRunBaseHook):
@@ -115,6 +122,98 @@ class WorkflowRunHook(WorkflowRunBaseHook):
                     platform=self.adapter.name,
                     run_id=run_id,
                 ) from None
+
+    # --- human input (paused runs) ---------------------------------------------------------------
+    def pending_form(self, run_id: str) -> HumanInputForm | None:
+        """
+        The form a paused run waits on, or None if it waits on none (it resumed or ended meanwhile).
+
+        Read from the run's event stream, reopened with its replay: within the hook's ``timeout`` for the
+        whole read, ``max_response_bytes`` and :data:`MAX_EVENTS_BEFORE_PAUSE` events. Retried like a read.
+        """
+        self.get_platform_connection()
+        self._check_run_id(run_id)
+        request = self.adapter.events_request(run_id)
+        return self.retry_policy.call(
+            self._read_pending_form,
+            request,
+            run_id,
+            replay_safe=True,
+            action=self._action(request),
+            log=self.log,
+        )
+
+    def answer_form(
+        self, form: HumanInputForm, *, run_id: str, action: str, inputs: Mapping[str, Any]
+    ) -> None:
+        """
+        Answer a waiting form; the run resumes. One-shot, so not retried. A form answered elsewhere first is
+        a :class:`FormAnsweredElsewhereError`, one that ran out of time a :class:`FormExpiredError`.
+        """
+        self.get_platform_connection()
+        if action not in {choice.id for choice in form.actions}:
+            raise InvalidInputError(
+                f"{action!r} is not an action of the form; it offers {[each.id for each in form.actions]}",
+                platform=self.adapter.name,
+                run_id=run_id,
+            )
+        request = self.adapter.answer_request(form.token, action=action, inputs=inputs)
+        try:
+            self.retry_policy.call(
+                self._send, request, run_id, replay_safe=False, action=self._action(request), log=self.log
+            )
+        except PlatformError as exc:
+            raise self._form_error(exc, run_id) from exc
+        self.log.info("Answered the form of %s run %s with %r", self.adapter.display_name, run_id, action)
+
+    def _form_error(self, exc: PlatformError, run_id: str) -> WorkflowRunError:
+        where = {"platform": self.adapter.name, "run_id": run_id}
+        if exc.code == FORM_ALREADY_SUBMITTED:
+            return FormAnsweredElsewhereError(
+                "the form was answered on the platform before the answer given in Airflow was submitted; "
+                "the run went on with that other answer, and the one from Airflow was not used",
+                **where,
+            )
+        if exc.code == FORM_EXPIRED:
+            return FormExpiredError(
+                "the form expired before it was answered; the run followed its timeout branch", **where
+            )
+        return exc
+
+    def _read_pending_form(self, request: ApiRequest, run_id: str) -> HumanInputForm | None:
+        connection = self.get_platform_connection()
+        outgoing = Outgoing(request.method, request.url(connection.base_url), **self._content(request))
+        with self._sync_transport().events(outgoing, self.bounds, self._where(run_id)) as stream:
+            if not stream.is_event_stream:
+                self._decode(stream.reply(), run_id)
+                raise InvalidResponseError(
+                    "the run's event stream was answered with an ordinary body",
+                    platform=self.adapter.name,
+                    run_id=run_id,
+                    field="<body>",
+                )
+            pending = self._pending(stream.events(), run_id)
+            if stream.cut():
+                raise deadline_error(self._where(run_id), self.bounds)
+            return pending
+
+    def _pending(self, events: Iterator[str], run_id: str) -> HumanInputForm | None:
+        pending: HumanInputForm | None = None
+        for count, data in enumerate(events, 1):
+            if count > MAX_EVENTS_BEFORE_PAUSE:
+                raise InvalidResponseError(
+                    f"the run's event stream went on for more than {MAX_EVENTS_BEFORE_PAUSE} events without "
+                    "reaching the pause; reading stopped",
+                    platform=self.adapter.name,
+                    run_id=run_id,
+                )
+            if not data:
+                continue
+            with self.platform_errors(run_id):
+                pending, said_all = self.adapter.follow_form(self._event_json(data), pending, run_id=run_id)
+            if said_all:
+                break
+        return pending
 
     # --- sync API -------------------------------------------------------------------------------
     def submit_run(
@@ -400,13 +499,15 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         if not data:
             return None
         with self.platform_errors(None):
-            try:
-                payload = json.loads(data)
-            except (ValueError, RecursionError):
-                raise InvalidResponseError(
-                    "the run's event stream carried an event that is not JSON", platform=self.adapter.name
-                ) from None
-            return self.adapter.read_submit_event(payload)
+            return self.adapter.read_submit_event(self._event_json(data))
+
+    def _event_json(self, data: str) -> Any:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            raise InvalidResponseError(
+                "the run's event stream carried an event that is not JSON", platform=self.adapter.name
+            ) from None
 
     def _stream_ended(self) -> InvalidResponseError:
         return InvalidResponseError(

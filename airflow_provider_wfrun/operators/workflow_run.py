@@ -15,6 +15,9 @@ Design notes:
 * **Bad input fails before anything is sent.** ``execute`` first checks the rendered fields, resolves and
   validates the connection and builds the submit request locally, so a typo never reaches a paid API. A
   result larger than ``max_output_bytes`` fails the task instead of bloating the metadata database.
+* **A paused run asks in Airflow.** When a run pauses for a form (Dify's Human Input), the task raises it
+  in Airflow's human-in-the-loop feature (``airflow_provider_wfrun/hitl.py``), defers to ``HITLTrigger``
+  until a person answers, submits the answer to the platform and waits on; each pause the same way.
 * **A lost submit answer is said so.** Dify and GPTBots cannot deduplicate a submit, so one whose answer
   was lost is not retried, and the error says that a run may have started.
 """
@@ -51,6 +54,8 @@ from airflow_provider_wfrun.checks import (
     resolve_connection,
 )
 from airflow_provider_wfrun.exceptions import (
+    FormExpiredError,
+    HumanInputError,
     InvalidInputError,
     InvalidResponseError,
     NotSupportedError,
@@ -70,7 +75,9 @@ from airflow_provider_wfrun.files import (
     upload_input_files,
     without_files,
 )
+from airflow_provider_wfrun.hitl import answer_of, awaiting_input, hitl_api, hitl_request, timeout_at
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
+from airflow_provider_wfrun.human_input import HumanInputForm
 from airflow_provider_wfrun.models import RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms import adapter_classes
 from airflow_provider_wfrun.results import (
@@ -81,7 +88,7 @@ from airflow_provider_wfrun.results import (
     result_of,
     summary,
 )
-from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger, next_poll_delay
+from airflow_provider_wfrun.triggers.workflow_run import PAUSED, WorkflowRunTrigger, next_poll_delay
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -91,6 +98,10 @@ if TYPE_CHECKING:
 XCOM_RUN_ID = "run_id"
 XCOM_RUN_URL = "run_url"
 XCOM_COST = "cost"
+#: The form a paused run waits on while a person is asked, with the run's handle (read back on resume).
+XCOM_HUMAN_INPUT = "human_input"
+#: Longest wait between two looks at Airflow's human-in-the-loop request.
+MAX_HITL_POKE_SECONDS = 5.0
 DEFAULT_TIMEOUT = timedelta(days=7)
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c2b8e-6a8a-4f0e-9d7e-2f5b8c0e7a11")
 
@@ -147,6 +158,11 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         are uploaded to the platform whatever this is.
     :param max_file_bytes: Largest output file copied (default 512 MiB); each copy must also finish within
         the hook's ``timeout``.
+    :param human_input: When the run pauses for a form (Dify's Human Input node), ask it in Airflow's
+        human-in-the-loop feature (Airflow 3.1+; Required Actions in the UI, the REST API) and submit the
+        answer to the platform. The task defers while a person answers, even when not ``deferrable``. A
+        form that expires, one answered on the platform first, or the deadline reached while waiting each
+        fail the task with a typed error. False: wait through pauses (until answered on the platform).
     :return: ``{"run_id", "platform", "workflow_id", "status", "outputs", "cost", "duration_seconds"}``, or
         the run id when ``wait=False``.
     """
@@ -175,6 +191,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
         outputs_to: ObjectStoragePath | str | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        human_input: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -191,6 +208,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
             deferrable=deferrable,
             cancel_on_kill=cancel_on_kill,
             allow_partial_success=allow_partial_success,
+            human_input=human_input,
         )
         self.conn_id = conn_id
         self.inputs = inputs if inputs is not None else {}
@@ -208,6 +226,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         self.max_output_bytes = check_max_output_bytes(max_output_bytes)
         self.outputs_to = check_outputs_to(outputs_to)
         self.max_file_bytes = check_max_file_bytes(max_file_bytes)
+        self.human_input = human_input
         #: Files written to ``outputs_to``, for lineage.
         self._output_files: list[str] = []
         self._handle: dict[str, Any] | None = None
@@ -305,10 +324,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         self._push_run_reference(context)
         if not self.wait:
             return self.get_job_result(external_id, context)
-        if self.deferrable:
-            self._defer_unless_finished(context)
-        else:
-            self._wait_in_worker()
+        self._wait(context)
         return self.get_job_result(external_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
@@ -323,11 +339,25 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
                 self._result = self._complete(self.hook.get_run(external_id["run_id"]), context)
         return self._result
 
+    def _wait(self, context: Context) -> None:
+        """Wait for the run, in the triggerer or in the worker; returns once it is terminal."""
+        if self.deferrable:
+            self._defer_unless_finished(context)
+        else:
+            self._wait_in_worker(context)
+
+    @property
+    def _asks_people(self) -> bool:
+        return self.human_input and self.hook.adapter.supports_human_input
+
     # --- deferrable path ---------------------------------------------------------------------------
     def _defer_unless_finished(self, context: Context) -> None:
         handle = self._require_handle()
         run = self.hook.get_run(handle["run_id"])
         if run.is_terminal:
+            return
+        if run.status is RunStatus.PAUSED and self._asks_people:
+            self._ask_person(context)
             return
         self.log.info(
             "%s run %s is %s; deferring until it finishes", run.platform, run.run_id, run.status.value
@@ -341,6 +371,7 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
                 platform_task_id=handle.get("platform_task_id"),
                 cancel_on_kill=self.cancel_on_kill,
                 hook_params=self.hook_params or None,
+                stop_on_pause=self._asks_people,
             ),
             method_name="execute_complete",
             kwargs={"handle": handle},
@@ -357,10 +388,121 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         if is_timeout(event):
             self._give_up_at_deadline()
         raise_if_error(event)
+        if event["status"] == PAUSED:
+            self._ask_person(context)
         return self._complete(self.hook.get_run(handle["run_id"]), context)
 
+    # --- human input ---------------------------------------------------------------------------------
+    def _ask_person(self, context: Context) -> None:
+        """
+        The run waits on a form: write it as Airflow's human-in-the-loop request and defer to HITLTrigger
+        until a person answers (or the form expires, or the run's deadline comes). Returns only if the run
+        no longer waits on a form (answered on the platform meanwhile): then waiting goes on.
+        """
+        handle = self._require_handle()
+        run_id, platform = handle["run_id"], self.hook.adapter.name
+        upsert_hitl_detail, hitl_trigger = hitl_api(platform, run_id)
+        form = self.hook.pending_form(run_id)
+        if form is None:
+            self.log.info("Run %s no longer waits on a form; waiting for it goes on", run_id)
+            self._wait(context)
+            return
+        request = hitl_request(form, platform=platform, run_id=run_id)
+        ti = context["ti"]
+        earlier = self._asked(context)
+        if earlier and earlier.get("asked") != request.signature():
+            raise HumanInputError(
+                "the run paused again with a different form, and Airflow keeps one human-in-the-loop "
+                "request per task instance (its subject, options and params stay those of the first "
+                f"pause), so a person would answer the wrong question. The form asks: {request.subject!r}. "
+                "Answer it in the platform, or give the workflow's forms the same content and actions",
+                platform=platform,
+                run_id=run_id,
+            )
+        until, is_deadline = timeout_at(form, handle["end_time"])
+        if until.timestamp() <= time.time():
+            self._end_wait_for_person(is_deadline, form)
+        upsert_hitl_detail(
+            ti_id=ti.id,
+            options=request.options,
+            subject=request.subject,
+            body=request.body,
+            defaults=None,
+            multiple=False,
+            params=request.params,
+        )
+        state = {"handle": handle, "form": form.model_dump(mode="json"), "asked": request.signature()}
+        ti.xcom_push(key=XCOM_HUMAN_INPUT, value=state)
+        self.log.info(
+            "Run %s waits for a person: asked in Airflow (Required Actions) until %s",
+            run_id,
+            until.isoformat(),
+        )
+        park = awaiting_input()
+        if park is not None:
+            left = timedelta(seconds=max(until.timestamp() - time.time(), 0.001))
+            raise park(method_name="execute_answered", kwargs={"human_input": state}, timeout=left)
+        self.defer(
+            trigger=hitl_trigger(
+                ti_id=ti.id,
+                options=request.options,
+                params=request.params,
+                defaults=None,
+                multiple=False,
+                timeout_datetime=until,
+                poke_interval=min(self.poll_interval, MAX_HITL_POKE_SECONDS),
+            ),
+            method_name="execute_answered",
+            kwargs={"human_input": state},
+            timeout=None,
+        )
+
+    def execute_answered(
+        self, context: Context, event: Any = None, human_input: dict[str, Any] | None = None
+    ) -> Any:
+        """Back from HITLTrigger: submit the person's answer to the platform, then wait for the run again."""
+        state = human_input or self._asked(context)
+        if not state:
+            raise HumanInputError("the answer came back, but the form it answers was not found in XCom")
+        self._handle = handle = dict(state["handle"])
+        form = HumanInputForm.model_validate(state["form"])
+        run_id, platform = handle["run_id"], self.hook.adapter.name
+        if not isinstance(event, Mapping):
+            raise HumanInputError(f"unreadable answer event: {event!r}", platform=platform, run_id=run_id)
+        if "error" in event:
+            if event.get("error_type") == "timeout":
+                self._end_wait_for_person(time.time() >= handle["end_time"], form)
+            raise HumanInputError(
+                f"Airflow's human-in-the-loop request failed ({event.get('error_type')}): {event['error']}",
+                platform=platform,
+                run_id=run_id,
+            )
+        request = hitl_request(form, platform=platform, run_id=run_id)
+        action, inputs = answer_of(request, event, platform=platform, run_id=run_id)
+        self.hook.answer_form(form, run_id=run_id, action=action, inputs=inputs)
+        self._push_run_reference(context)
+        self._wait(context)
+        return self.get_job_result(handle, context)
+
+    def _asked(self, context: Context) -> dict[str, Any] | None:
+        ti = context["ti"]
+        stored = ti.xcom_pull(task_ids=ti.task_id, key=XCOM_HUMAN_INPUT, map_indexes=ti.map_index)
+        return dict(stored) if isinstance(stored, Mapping) else None
+
+    def _end_wait_for_person(self, is_deadline: bool, form: HumanInputForm) -> None:
+        """Nobody answered in time: the run's deadline (cancel, like any deadline) or the form's expiry."""
+        if is_deadline:
+            self._give_up_at_deadline("while waiting for a person to answer its form")
+        handle = self._require_handle()
+        raise FormExpiredError(
+            f"nobody answered the form before it expired at {form.expires_at}; the platform follows the "
+            "form's timeout branch",
+            platform=self.hook.adapter.name,
+            run_id=handle["run_id"],
+        )
+
     # --- worker path --------------------------------------------------------------------------------
-    def _wait_in_worker(self) -> None:
+    def _wait_in_worker(self, context: Context) -> None:
         handle = self._require_handle()
         last_status = None
         started = time.monotonic()
@@ -372,6 +514,9 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
                 )
                 last_status = run.status
             if run.is_terminal:
+                return
+            if run.status is RunStatus.PAUSED and self._asks_people:
+                self._ask_person(context)
                 return
             remaining = handle["end_time"] - time.time()
             if remaining <= 0:
@@ -430,12 +575,13 @@ class RunWorkflowOperator(StrictTemplateFieldsMixin, ResumableJobMixin, BaseOper
         self._output_files = [entry["path"] for entry in files]
         return {**result, "files": files}
 
-    def _give_up_at_deadline(self) -> None:
+    def _give_up_at_deadline(self, waiting: str = "") -> None:
         handle = self._require_handle()
         canceled = self._cancel_quietly()
         outcome = "it was canceled" if canceled else "it could not be canceled and may still be running"
+        within = timedelta(seconds=round(self._effective_timeout()))
         raise RunTimeoutError(
-            f"the run did not finish within {timedelta(seconds=round(self._effective_timeout()))}; {outcome}",
+            f"the run did not finish within {within}{' ' + waiting if waiting else ''}; {outcome}",
             platform=self.hook.adapter.name,
             run_id=handle["run_id"],
         )

@@ -45,6 +45,7 @@ from airflow_provider_wfrun.exceptions import (
     RunNotFoundError,
     WorkflowRunError,
 )
+from airflow_provider_wfrun.human_input import HumanInputForm
 from airflow_provider_wfrun.models import OutputFile, RunStatus, WorkflowRun
 
 log = logging.getLogger(__name__)
@@ -335,6 +336,8 @@ class PlatformAdapter(ABC):
     default_host: ClassVar[str]
     #: Whether a run can be canceled through the API.
     supports_cancel: ClassVar[bool] = False
+    #: Runs may pause for a form a person answers (Dify's Human Input node).
+    supports_human_input: ClassVar[bool] = False
     #: The platform deduplicates submissions (an idempotency key), so a failed submit may be retried
     #: whatever the failure; otherwise only failures that provably created no run are retried.
     idempotent_submit: ClassVar[bool] = False
@@ -450,6 +453,24 @@ class PlatformAdapter(ABC):
     def settlement_request(self, run: WorkflowRun) -> ApiRequest | None:
         """A second call that completes a terminal run (billing); None when the platform has none."""
         return None
+
+    # --- human input (paused runs) ---------------------------------------------------------------
+    def events_request(self, run_id: str) -> ApiRequest:
+        """The run's event stream reopened with its state so far, where a paused run's form is announced."""
+        raise NotSupportedError(f"{self.display_name} runs do not pause for a form", platform=self.name)
+
+    def follow_form(
+        self, payload: Any, pending: HumanInputForm | None, *, run_id: str
+    ) -> tuple[HumanInputForm | None, bool]:
+        """
+        One event of that stream read: the form still waiting after it (``pending`` if it changes nothing)
+        and whether the stream has said all it will (the run paused or ended).
+        """
+        raise NotSupportedError(f"{self.display_name} runs do not pause for a form", platform=self.name)
+
+    def answer_request(self, token: str, *, action: str, inputs: Mapping[str, Any]) -> ApiRequest:
+        """The request that answers a waiting form with one of its actions and its inputs."""
+        raise NotSupportedError(f"{self.display_name} runs do not pause for a form", platform=self.name)
 
     # --- input files (uploads) -------------------------------------------------------------------
     def upload_limit(self, name: str, media_type: str | None) -> int:

@@ -147,11 +147,16 @@ def file_category(name: str) -> str:
     return next((kind for kind, known in _CATEGORIES.items() if extension in known), "custom")
 
 
+#: Events saying the form announced before is no longer waiting.
+_FORM_CLOSED = frozenset({"human_input_form_filled", "human_input_form_timeout"})
+
+
 class DifyAdapter(PlatformAdapter):
     name = "dify"
     display_name = "Dify"
     default_host = "https://api.dify.ai/v1"
     supports_cancel = True
+    supports_human_input = True
     extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {
         "user": {"label": "End-user id", "description": "Dify scopes runs to it", "placeholder": "airflow"}
     }
@@ -204,8 +209,28 @@ class DifyAdapter(PlatformAdapter):
 
     # --- human input (paused runs) -------------------------------------------------------------
     def events_request(self, run_id: str) -> ApiRequest:
-        """The run's event stream, reopened (it closes at each pause), by the user who started it."""
-        return ApiRequest("GET", f"/workflow/{run_id}/events", params={"user": self.user}, stream=True)
+        """
+        The run's event stream, reopened by the user who started it, replaying what already happened (so
+        the pause it waits at is announced again); it closes at that pause.
+        """
+        params = {"user": self.user, "include_state_snapshot": "true"}
+        return ApiRequest("GET", f"/workflow/{run_id}/events", params=params, stream=True)
+
+    def follow_form(
+        self, payload: Any, pending: HumanInputForm | None, *, run_id: str
+    ) -> tuple[HumanInputForm | None, bool]:
+        """A replay announces every form the run met; one answered or timed out is no longer waiting."""
+        form = self.read_form_event(payload, run_id=run_id)
+        if form is not None:
+            return form, False
+        event = payload.get("event") if isinstance(payload, dict) else None
+        if event in _FORM_CLOSED:
+            return None, False
+        if event == "error":
+            self.raise_for_error(self.validate(_ErrorEvent, payload).status or 500, payload, run_id=run_id)
+        # Not ``workflow_paused``: a replay carries those of earlier pauses too, each followed by how that
+        # pause ended. The stream closes at the pause the run waits at now.
+        return (None, True) if event == "workflow_finished" else (pending, False)
 
     def read_form_event(self, payload: Any, *, run_id: str) -> HumanInputForm | None:
         """The form a ``human_input_required`` event announces; None for any other event."""

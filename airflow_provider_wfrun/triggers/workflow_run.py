@@ -45,6 +45,8 @@ PREDICTED_END_FRACTION = 0.25
 #: Event ``status`` values besides the terminal run statuses.
 TIMEOUT = "timeout"
 ERROR = "error"
+#: The run paused for a form a person must answer (``stop_on_pause``).
+PAUSED = "paused"
 
 
 async def _within(poll: Coroutine[Any, Any, WorkflowRun], seconds: float) -> WorkflowRun:
@@ -92,6 +94,9 @@ class WorkflowRunTrigger(BaseTrigger):
         :func:`next_poll_delay`): at the predicted end where chenyu's queue estimate or progress gives
         one, otherwise every ``poll_interval`` at first and ever less often as a run goes on. ``False``
         polls every ``poll_interval`` (stretched to a queue estimate).
+    :param stop_on_pause: Fire a ``paused`` event when the run pauses for a form a person answers (Dify's
+        Human Input), so the task can ask it in Airflow. ``False`` (triggers stored before it existed)
+        keeps waiting through a pause.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class WorkflowRunTrigger(BaseTrigger):
         max_poll_interval: float = 300.0,
         adaptive: bool = True,
         hook_params: dict[str, Any] | None = None,
+        stop_on_pause: bool = False,
     ) -> None:
         super().__init__()
         _check_arguments(
@@ -127,6 +133,7 @@ class WorkflowRunTrigger(BaseTrigger):
         self.max_poll_interval = max_poll_interval
         self.adaptive = adaptive
         self.hook_params = dict(hook_params) if hook_params else None
+        self.stop_on_pause = stop_on_pause
         self._last_seen: tuple[Any, ...] = ()
         self._log_lines_seen = 0
 
@@ -144,6 +151,7 @@ class WorkflowRunTrigger(BaseTrigger):
                 "max_poll_interval": self.max_poll_interval,
                 "adaptive": self.adaptive,
                 "hook_params": self.hook_params,
+                "stop_on_pause": self.stop_on_pause,
             },
         )
 
@@ -191,6 +199,8 @@ class WorkflowRunTrigger(BaseTrigger):
                 self._report(polled)
                 if polled.is_terminal:
                     return self._event(polled.status.value, _terminal_message(polled))
+                if self.stop_on_pause and polled.status is RunStatus.PAUSED:
+                    return self._event(PAUSED, "the run paused for a form a person must answer")
                 run = polled
             remaining = self.end_time - time.time()
             if remaining <= 0:

@@ -467,6 +467,13 @@ CASES = [
         r"wait must be True or False, got 'false'",
         r"True or False",
     ),
+    Case(
+        "human-input-as-text",
+        constructed(human_input="no"),
+        InvalidInputError,
+        r"human_input must be True or False, got 'no'",
+        r"True or False",
+    ),
     # --- templates --------------------------------------------------------------------------------
     Case(
         "undefined-template-variable-in-inputs",

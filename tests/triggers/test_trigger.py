@@ -52,6 +52,7 @@ def test_serialization_is_exact_and_has_no_secret(emulator):
         "max_poll_interval": 300.0,
         "adaptive": True,
         "hook_params": None,
+        "stop_on_pause": False,
     }
     assert emulator.api_key not in repr(trigger)
     assert WorkflowRunTrigger(**kwargs).serialize() == (classpath, kwargs)
@@ -62,6 +63,7 @@ def test_kwargs_stored_by_an_older_release_still_build_a_trigger():
     trigger = WorkflowRunTrigger(conn_id="c", run_id="r", end_time=1.0)
     assert trigger.poll_interval == 10.0
     assert trigger.platform_task_id is None
+    assert trigger.stop_on_pause is False  # a stored trigger waits through a pause, as it always did
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -104,6 +106,23 @@ async def test_deadline_fires_a_timeout_event_and_leaves_the_cancel_to_the_worke
     assert event["platform_task_id"] == run.task_id
     assert time.monotonic() - started < 5
     assert emulator.state.stats()["cancels"]["dify"] == 0
+
+
+async def test_a_run_paused_for_a_form_fires_a_paused_event_when_asked_to(connections, emulator):
+    run = submit(connections["dify"], "dify", duration_seconds=0.3, human_inputs=[{"at": 0.2}])
+    [event] = await events_of(trigger_for(connections["dify"], run, stop_on_pause=True))
+    assert (event["status"], event["run_id"], event["error_type"]) == ("paused", run.run_id, None)
+    assert event["platform_task_id"] == run.task_id
+    # Rebuilt from its kwargs (a triggerer restart), it still stops at the pause.
+    _, kwargs = trigger_for(connections["dify"], run, stop_on_pause=True).serialize()
+    [again] = await events_of(WorkflowRunTrigger(**kwargs))
+    assert again["status"] == "paused"
+
+
+async def test_without_stop_on_pause_a_paused_run_is_waited_through(connections, emulator):
+    run = submit(connections["dify"], "dify", duration_seconds=0.3, human_inputs=[{"at": 0.2}])
+    [event] = await events_of(trigger_for(connections["dify"], run, timeout=0.8))
+    assert event["status"] == "timeout"
 
 
 async def test_transient_poll_failures_are_tolerated(connections, emulator):

@@ -676,12 +676,29 @@ def test_dify_form_event_names_the_token_or_says_why_the_api_cannot_answer():
     events = adapter.events_request(run_id)
     assert (events.path, events.params, events.stream) == (
         f"/workflow/{run_id}/events",
-        {"user": "pipeline-7"},
+        {"user": "pipeline-7", "include_state_snapshot": "true"},  # the replay announces the pause again
         True,
     )
     answer = adapter.answer_request("tok-2", action="approve", inputs={"feedback": "ok"})
     assert (answer.method, answer.path) == ("POST", "/form/human_input/tok-2")
     assert answer.json == {"inputs": {"feedback": "ok"}, "action": "approve", "user": "pipeline-7"}
+
+
+def test_dify_replay_leaves_the_form_still_waiting_and_ends_at_the_finish():
+    adapter = get_adapter("dify", {})
+    run_id = "fb47b2e6-5e43-4f90-be01-d5c5a088d156"
+    required = {"event": "human_input_required", "data": {**DIFY_FORM, "form_token": "t1"}}
+    form, done = adapter.follow_form(required, None, run_id=run_id)
+    assert (form.token if form else None, done) == ("t1", False)
+    # A replayed earlier pause: announced, paused, then answered; it no longer waits.
+    assert adapter.follow_form({"event": "workflow_paused", "data": {}}, form, run_id=run_id) == (form, False)
+    filled = {"event": "human_input_form_filled", "data": {}}
+    assert adapter.follow_form(filled, form, run_id=run_id) == (None, False)
+    finished = {"event": "workflow_finished", "data": {}}
+    assert adapter.follow_form(finished, form, run_id=run_id) == (None, True)
+    error = {"event": "error", "status": 500, "code": "x", "message": "y"}
+    with pytest.raises(PlatformError):
+        adapter.follow_form(error, None, run_id=run_id)
 
 
 def test_dify_form_answered_elsewhere_first_is_a_412_with_its_code():

@@ -25,6 +25,7 @@ from airflow_provider_wfrun.emulator.core import (
     ApiError,
     Dialect,
     EmulatorState,
+    Pause,
     Run,
     json_object,
     new_uuid,
@@ -74,6 +75,7 @@ APP_PARAMETERS: dict[str, Any] = {
 STATUSES = {
     "queued": "running",
     "running": "running",
+    "paused": "paused",
     "succeeded": "succeeded",
     "failed": "failed",
     "canceled": "stopped",
@@ -135,6 +137,9 @@ def routes(state: EmulatorState) -> list[Route]:
         Route(f"{FILES_ROOT}/{{file_id}}/file-preview", _file_preview(state), methods=["GET"]),
         platform_route(state, DIALECT, "parameters", "/parameters", _parameters, "GET"),
         platform_route(state, DIALECT, "logs", "/workflows/logs", _logs, "GET"),
+        platform_route(state, DIALECT, "events", "/workflow/{workflow_run_id}/events", _events, "GET"),
+        platform_route(state, DIALECT, "form", "/form/human_input/{form_token}", _get_form, "GET"),
+        platform_route(state, DIALECT, "answer", "/form/human_input/{form_token}", _answer_form, "POST"),
     ]
 
 
@@ -251,6 +256,65 @@ def _validated(body: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
     if mode not in ("blocking", "streaming"):
         raise ApiError(400, "response_mode must be 'blocking' or 'streaming'.", "invalid_param")
     return inputs, user, mode
+
+
+async def _events(state: EmulatorState, request: Request) -> Response:
+    """
+    ``GET /workflow/{id}/events``: a run's stream reopened by the user who started it. A finished run
+    gets its ``workflow_finished`` alone; ``include_state_snapshot`` replays what already happened.
+    """
+    query = request.query_params
+    run = state.get_run(request.path_params["workflow_run_id"], NAME)
+    if run is None or not query.get("user") or run.extra.get("user") != query["user"]:
+        raise ApiError(404, "Workflow run not found.", "not_found")
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if run.is_done():
+        finished = _event(run, "workflow_finished", _finished(run, _plan(run), stream=True))
+        return Response(_sse(finished), media_type="text/event-stream", headers=headers)
+    now = time.monotonic()
+    sent = 0 if _flag(query, "include_state_snapshot") else sum(due <= now for due, _, _ in _timeline(run))
+    body = _follow(state, run, sent=sent, continue_on_pause=_flag(query, "continue_on_pause"))
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+def _flag(query: Any, name: str) -> bool:
+    return str(query.get(name, "false")).lower() == "true"
+
+
+def _waiting_form(state: EmulatorState, token: str) -> tuple[Run, Pause]:
+    """The run and pause a form token names; 404 before it is reached, 412 once answered or expired."""
+    run = state.find(token)
+    now = time.monotonic()
+    found = next((pause for pause in run.pauses() if pause.token == token), None) if run else None
+    if run is None or found is None or found.reached > now or (run.is_done(now) and found.resumed > now):
+        raise ApiError(404, "Form not found.", "not_found")
+    if found.answer is not None:
+        raise ApiError(412, "This form has already been submitted.", "human_input_form_submitted")
+    if now >= found.resumed:
+        raise ApiError(412, "This form has expired.", "human_input_form_expired")
+    return run, found
+
+
+async def _get_form(state: EmulatorState, request: Request) -> Response:
+    run, pause = _waiting_form(state, request.path_params["form_token"])
+    form = _form(run, pause)
+    del form["actions"]
+    return JSONResponse(form)
+
+
+async def _answer_form(state: EmulatorState, request: Request) -> Response:
+    """Answer a waiting form: the run resumes along the action's branch. One-shot."""
+    body = await json_object(request)
+    if not isinstance(body.get("user"), str) or not body["user"]:
+        raise ApiError(400, "Arg user must be provided.", "invalid_param")
+    run, pause = _waiting_form(state, request.path_params["form_token"])
+    action, inputs = body.get("action"), body.get("inputs", {})
+    if action not in pause.node.actions:
+        raise ApiError(400, f"Invalid action: {action}", "invalid_form_data")
+    if not isinstance(inputs, dict):
+        raise ApiError(400, "inputs must be an object", "invalid_form_data")
+    state.answer(run, pause.index, action, {**pause.node.inputs, **inputs})
+    return JSONResponse({})
 
 
 async def _get_run(state: EmulatorState, request: Request) -> Response:
@@ -407,10 +471,11 @@ def _plan(run: Run) -> list[_Node]:
     share = duration / len(_GRAPH)
     nodes: list[_Node] = []
     for position, (node_id, node_type, title) in enumerate(layout):
-        start = run.start_mono + position * share
+        start = run.moment(position * share)
         if start > cut:
             break
-        natural_end = run.start_mono + duration if position == len(layout) - 1 else start + share
+        last = position == len(layout) - 1
+        natural_end = run.moment(duration if last else (position + 1) * share)
         status = _natural_status(node_id, outcome, last=position == len(layout) - 1)
         chunks = _chunks(run, start, natural_end) if node_type == "llm" and status == "succeeded" else ()
         if natural_end > cut:
@@ -489,7 +554,15 @@ def _finished(run: Run, plan: list[_Node], *, stream: bool) -> dict[str, Any]:
 
 
 def _outputs(run: Run) -> dict[str, Any]:
-    return run.outputs if run.final_phase in ("succeeded", "partial") else {}
+    """The run's outputs, with each Human Input node's answer (its action, its inputs) under its node id."""
+    if run.final_phase not in ("succeeded", "partial"):
+        return {}
+    outputs = dict(run.outputs)
+    for pause in run.pauses():
+        outputs[pause.node.node_id] = (
+            {"action": pause.answer[0], **pause.answer[1]} if pause.answer else {"action": "timeout"}
+        )
+    return outputs
 
 
 def _run_error(run: Run) -> str | None:
@@ -558,19 +631,95 @@ def _event(run: Run, name: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"event": name, "task_id": run.extra["task_id"], "workflow_run_id": run.run_id, "data": data}
 
 
-def _timeline(run: Run) -> list[tuple[float, dict[str, Any]]]:
+#: One event of a run's stream: when it is due, its payload, and the pause it announces (if any).
+_Due = tuple[float, dict[str, Any], Pause | None]
+
+
+def _timeline(run: Run) -> list[_Due]:
     """Every event after ``workflow_started``, with the monotonic instant it becomes due."""
     plan = _plan(run)
-    events: list[tuple[float, dict[str, Any]]] = []
+    events: list[_Due] = []
     for node in plan:
-        events.append((node.start, _event(run, "node_started", _node_data(run, node))))
+        events.append((node.start, _event(run, "node_started", _node_data(run, node)), None))
         for due, text in node.chunks:
             if due < node.end:
                 chunk = {"text": text, "from_variable_selector": [node.node_id, "text"]}
-                events.append((due, _event(run, "text_chunk", chunk)))
-        events.append((node.end, _event(run, "node_finished", _node_finished_data(run, node))))
-    events.append((run.end_mono, _event(run, "workflow_finished", _finished(run, plan, stream=True))))
+                events.append((due, _event(run, "text_chunk", chunk), None))
+        events.append((node.end, _event(run, "node_finished", _node_finished_data(run, node)), None))
+    for pause in run.pauses():
+        if pause.reached <= run.end_mono:
+            events.extend(_pause_events(run, pause, plan))
+    events.sort(key=lambda due: due[0])
+    events.append((run.end_mono, _event(run, "workflow_finished", _finished(run, plan, stream=True)), None))
     return events
+
+
+def _pause_events(run: Run, pause: Pause, plan: list[_Node]) -> list[_Due]:
+    """``human_input_required`` and ``workflow_paused`` where it pauses; how it resumed, where it did."""
+    node = pause.node
+    required = {**_form(run, pause), "form_id": _form_id(pause.token), "node_id": node.node_id}
+    required |= {"node_title": node.title, "display_in_ui": True}
+    required["form_token"] = pause.token if node.delivery == "webapp" else None
+    finished = [step for step in plan if step.end <= pause.reached]
+    paused = {
+        "workflow_run_id": run.run_id,
+        "paused_nodes": [node.node_id],
+        "outputs": {},
+        "reasons": [{"type": "human_input_required", "node_id": node.node_id}],
+        "status": "paused",
+        "created_at": int(run.created_wall),
+        "elapsed_time": round(pause.reached - run.start_mono, 6),
+        "total_tokens": _tokens(run, finished),
+        "total_steps": len(finished),
+    }
+    events: list[_Due] = [
+        (pause.reached, _event(run, "human_input_required", required), None),
+        (pause.reached, _event(run, "workflow_paused", paused), pause),
+    ]
+    if pause.resumed > run.end_mono:
+        return events
+    title = {"node_id": node.node_id, "node_title": node.title}
+    if pause.answer is None:
+        timeout = {**title, "expiration_time": int(run.wall(pause.expires))}
+        events.append((pause.resumed, _event(run, "human_input_form_timeout", timeout), None))
+    else:
+        action, inputs = pause.answer
+        filled: dict[str, Any] = {**title, "rendered_content": node.content, "action_id": action}
+        filled |= {"action_text": _action_title(action), "submitted_data": inputs}
+        events.append((pause.resumed, _event(run, "human_input_form_filled", filled), None))
+    return events
+
+
+def _form_id(token: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"form-id:{token}"))
+
+
+def _action_title(action: str) -> str:
+    return action.replace("_", " ").capitalize()
+
+
+def _form(run: Run, pause: Pause) -> dict[str, Any]:
+    """The form as ``GET /form/human_input/{token}`` serves it (and the event carries it)."""
+    node = pause.node
+    actions = [
+        {"id": action, "title": _action_title(action), "button_style": "default" if position else "primary"}
+        for position, action in enumerate(node.actions)
+    ]
+    return {
+        "form_content": node.content,
+        "inputs": [
+            {
+                "type": "paragraph",
+                "output_variable_name": name,
+                "default": {"type": "constant", "selector": [], "value": default},
+            }
+            for name, default in node.inputs.items()
+        ],
+        "resolved_default_values": {name: default for name, default in node.inputs.items() if default},
+        "user_actions": actions,
+        "actions": actions,
+        "expiration_time": int(run.wall(pause.expires)),
+    }
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -578,7 +727,7 @@ def _sse(payload: dict[str, Any]) -> bytes:
 
 
 async def _stream(state: EmulatorState, run: Run) -> AsyncIterator[bytes]:
-    """The SSE body. The timeline is recomputed on each wake-up, so a stop shows up at once."""
+    """The submit's SSE body, from ``workflow_started``; it closes at the first pause, as Dify's does."""
     started = {
         "id": run.run_id,
         "workflow_id": run.workflow_id,
@@ -587,12 +736,26 @@ async def _stream(state: EmulatorState, run: Run) -> AsyncIterator[bytes]:
         "reason": "initial",
     }
     yield _sse(_event(run, "workflow_started", started))
-    sent, next_ping = 0, time.monotonic() + state.ping_interval
+    async for chunk in _follow(state, run, sent=0, continue_on_pause=False):
+        yield chunk
+
+
+async def _follow(
+    state: EmulatorState, run: Run, *, sent: int, continue_on_pause: bool
+) -> AsyncIterator[bytes]:
+    """
+    The run's events from the ``sent``-th on, as they fall due. The timeline is recomputed on each
+    wake-up, so a stop or an answered form shows up at once.
+    """
+    next_ping = time.monotonic() + state.ping_interval
     while True:
         events, now = _timeline(run), time.monotonic()
         while sent < len(events) and events[sent][0] <= now:
-            yield _sse(events[sent][1])
+            _, payload, pause = events[sent]
+            yield _sse(payload)
             sent += 1
+            if pause is not None and pause.waiting(now) and not continue_on_pause:
+                return
         if sent >= len(events):
             return
         if now >= next_ping:
