@@ -3,7 +3,8 @@ Files in and out: a local file goes into the workflow, its output files come bac
 
 * An input that is an ``ObjectStoragePath`` (or a ``pathlib.Path``) is uploaded to the platform first and
   passed in the platform's own file form (Dify: a ``local_file`` object from ``/files/upload``; chenyu: an
-  ``asset://`` URI from ``/assets``). Size and type are checked before anything is sent.
+  ``asset://`` URI from ``/assets``; ComfyUI: the name ``/upload/image`` gave it, set on the load node).
+  Size and type are checked before anything is sent.
 * ``outputs_to`` copies every output file (any fsspec URL: ``s3://``, ``gs://``, ``file://``) under
   ``<run id>/``; the result's ``files`` lists each copy's path, size and SHA-256 beside the platform's
   expiring URL.
@@ -64,6 +65,20 @@ with DAG(
         poll_interval=1,
     )
 
+    # ComfyUI runs the graph it is given: the photo goes to node 10 (LoadImage), node 11 saves the result.
+    upscale = RunWorkflowOperator(
+        task_id="upscale_photo",
+        conn_id="wfrun_comfyui",
+        workflow={
+            "10": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+            "11": {"class_type": "SaveImage", "inputs": {"filename_prefix": "upscaled", "images": ["10", 0]}},
+        },
+        inputs={"10.image": STORAGE / "inputs" / "product.png"},
+        outputs_to=STORAGE / "outputs",
+        deferrable=True,
+        poll_interval=1,
+    )
+
     @task
     def report(*results: dict) -> list[str]:
         paths = [file["path"] for result in results for file in result["files"]]
@@ -72,5 +87,5 @@ with DAG(
                 print(f"{result['platform']}: {file['output_key']} -> {file['path']} ({file['size']} bytes)")
         return paths
 
-    prepare_inputs() >> [summarize, restyle]
-    report(summarize.output, restyle.output)
+    prepare_inputs() >> [summarize, restyle, upscale]
+    report(summarize.output, restyle.output, upscale.output)

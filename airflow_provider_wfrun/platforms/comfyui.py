@@ -7,7 +7,9 @@ the ``prompt_id``. ``GET /history/{prompt_id}`` is empty until the prompt has fi
 nothing there reads ``GET /queue`` (running or pending, with the position), and if the prompt is in neither,
 the history once more (it may have finished in between) before calling it unknown. A rejected graph answers
 400 with ``node_errors`` per node. Cancel is two harmless calls: delete it from the queue (if pending), then
-interrupt it (only if it is the prompt running). Outputs are files (``filename``, ``subfolder``, ``type``)
+interrupt it (only if it is the prompt running). An input file (an override whose value is a path) is
+uploaded first with ``POST /upload/image`` (images, video and audio: what the load nodes read) and the
+override set to the name the server gave it. Outputs are files (``filename``, ``subfolder``, ``type``)
 per output node, served by ``GET /view``. ComfyUI charges nothing: ``cost`` is empty, the duration is the
 time between the execution messages. The server has no authentication; a key, if set, is sent as a bearer
 token for the proxy in front of it.
@@ -47,11 +49,21 @@ NOT_QUEUED = "neither queued nor in history"
 MAX_QUEUE_ITEMS = 100_000
 #: Node errors named in one message; the rest are counted.
 MAX_NODE_ERRORS = 10
+#: The server's default ``--max-upload-size`` (100 MB); one started with less answers 413 beyond its own.
+UPLOAD_LIMIT = 100 * 1024 * 1024
+#: What ``/upload/image`` is for: the files ComfyUI's load nodes (images, video, audio) read.
+UPLOAD_KINDS = ("image/", "video/", "audio/")
 
 
 class _Submitted(WireFormat):
     prompt_id: str
     number: Text = None
+
+
+class _Uploaded(WireFormat):
+    name: str
+    subfolder: Text = None
+    type: Text = None
 
 
 class _Status(WireFormat):
@@ -153,6 +165,29 @@ class ComfyuiAdapter(PlatformAdapter):
 
     def probe_request(self) -> ApiRequest:
         return ApiRequest("GET", "/system_stats")
+
+    # --- input files ------------------------------------------------------------------------------
+    def upload_limit(self, name: str, media_type: str | None) -> int:
+        kind = self._require_media_type(name, media_type)
+        if not kind.startswith(UPLOAD_KINDS):
+            raise InvalidInputError(
+                f"input file {name!r} is {kind}; ComfyUI's load nodes read images, video and audio, so "
+                "pass one of those (or its URL as text to a node that downloads it)",
+                platform=self.name,
+            )
+        return UPLOAD_LIMIT
+
+    def upload_request(self, name: str, content: bytes, media_type: str) -> ApiRequest:
+        """Into the server's input folder; a different file of the same name is kept under a new name."""
+        return ApiRequest(
+            "POST", "/upload/image", form={"type": "input"}, files={"image": (name, content, media_type)}
+        )
+
+    def parse_upload(self, payload: Any, *, media_type: str) -> Any:
+        """The name a load node takes: ``subfolder/name``, annotated when not in the input folder."""
+        uploaded = self.validate(_Uploaded, payload)
+        path = f"{uploaded.subfolder}/{uploaded.name}" if uploaded.subfolder else uploaded.name
+        return f"{path} [{uploaded.type}]" if uploaded.type and uploaded.type != "input" else path
 
     # --- responses -----------------------------------------------------------------------------
     def parse_submit(self, payload: Any) -> WorkflowRun:

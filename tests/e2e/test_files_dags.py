@@ -26,6 +26,7 @@ def test_the_example_uploads_its_inputs_and_keeps_every_output_file(airflow_db, 
     for task_id, key, source in (
         ("summarize_brief", "brief", "brief.txt"),
         ("restyle_photo", "n10_image", "product.png"),
+        ("upscale_photo", "11.images[0]", "product.png"),
     ):
         result = xcom(dag_run, task_id)
         (entry,) = result["files"]
@@ -36,13 +37,14 @@ def test_the_example_uploads_its_inputs_and_keeps_every_output_file(airflow_db, 
         assert entry["platform_url"].startswith("http://127.0.0.1")
     assert sorted(xcom(dag_run, "report")) == sorted(
         entry["path"]
-        for task in ("summarize_brief", "restyle_photo")
+        for task in ("summarize_brief", "restyle_photo", "upscale_photo")
         for entry in xcom(dag_run, task)["files"]
     )
     stats = emulator.state.stats()
     assert stats["requests"]["dify.upload"] == 1
     assert stats["requests"]["chenyu.assets"] == 1
-    assert stats["submissions"] == dict.fromkeys(ALL_PLATFORMS, 0) | {"dify": 1, "chenyu": 1}
+    assert stats["requests"]["comfyui.upload"] == 1
+    assert stats["submissions"] == dict.fromkeys(ALL_PLATFORMS, 0) | {"dify": 1, "chenyu": 1, "comfyui": 1}
 
 
 def test_a_copy_that_fails_fails_the_task_and_keeps_the_run_id(airflow_db, connections, emulator, capfd):

@@ -9,10 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import connection_json
 
+from airflow_provider_wfrun import files
 from airflow_provider_wfrun.emulator import EmulatorServer
+from airflow_provider_wfrun.emulator.files import png
 from airflow_provider_wfrun.exceptions import InvalidInputError, RunNotFoundError
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.models import RunStatus, WorkflowRun
@@ -139,3 +142,59 @@ def test_a_key_when_given_must_be_right(emulator, monkeypatch):
     ok, message = WorkflowRunHook("wfrun_comfyui_wrong").test_connection()
     assert not ok
     assert "rejected" in message
+
+
+# --- input files -----------------------------------------------------------------------------------------
+#: An img2img-shaped graph: the loaded image is what the save node writes (on the emulator).
+LOAD_AND_SAVE = {
+    "10": {"class_type": "LoadImage", "inputs": {"image": "example.png", "upload": "image"}},
+    "11": {"class_type": "SaveImage", "inputs": {"filename_prefix": "restyled", "images": ["10", 0]}},
+}
+
+
+def test_an_input_file_is_uploaded_named_in_its_node_and_comes_back_as_the_saved_image(
+    emulator, hook, tmp_path
+):
+    photo = tmp_path / "cat.png"
+    photo.write_bytes(png("cat"))
+    inputs = files.upload_input_files(hook, {"10.image": photo})
+    assert inputs == {"10.image": "cat.png"}
+    run = hook.submit_run(inputs, workflow=LOAD_AND_SAVE)
+    (stored,) = emulator.state.runs.values()
+    assert stored.extra["graph"]["10"]["inputs"]["image"] == "cat.png"
+    final, _ = wait(hook, run.run_id)
+    assert final.status is RunStatus.SUCCEEDED
+    (image,) = hook.output_files(final)
+    with hook.open_file(image, run_id=run.run_id, max_bytes=10_000) as chunks:
+        assert b"".join(chunks) == photo.read_bytes()
+    assert emulator.state.stats()["requests"]["comfyui.upload"] == 1
+
+
+def test_a_different_file_of_the_same_name_is_kept_apart_and_the_same_file_is_not_stored_twice(
+    emulator, hook, tmp_path
+):
+    first, second = tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.png"
+    for path, label in ((first, "one"), (second, "two")):
+        path.parent.mkdir()
+        path.write_bytes(png(label))
+    assert files.upload_input_files(hook, {"10.image": first}) == {"10.image": "cat.png"}
+    assert files.upload_input_files(hook, {"10.image": second}) == {"10.image": "cat (1).png"}
+    assert files.upload_input_files(hook, {"10.image": first}) == {"10.image": "cat.png"}
+    view = f"{emulator.base_url('comfyui')}/view"
+    for name, path in (("cat.png", first), ("cat (1).png", second)):
+        answer = httpx.get(view, params={"filename": name, "type": "input"}, timeout=5)
+        assert answer.content == path.read_bytes()
+
+
+def test_a_load_node_naming_a_file_the_server_does_not_hold_is_bad_input_and_starts_nothing(emulator, hook):
+    with pytest.raises(InvalidInputError, match=r"node 10 \(LoadImage\): .*Invalid image file: example.png"):
+        hook.submit_run({}, workflow=LOAD_AND_SAVE)
+    assert emulator.state.stats()["submissions"]["comfyui"] == 0
+
+
+def test_a_file_no_load_node_reads_is_refused_before_anything_is_sent(emulator, hook, tmp_path):
+    notes = tmp_path / "notes.pdf"
+    notes.write_bytes(b"%PDF-1.4")
+    with pytest.raises(InvalidInputError, match="ComfyUI's load nodes read images, video and audio"):
+        files.check_input_files({"10.image": notes}, hook.adapter)
+    assert emulator.state.stats()["requests"].get("comfyui.upload") is None

@@ -5,7 +5,12 @@ A run is a prompt: the API-format graph posted to ``/prompt``. ``/history/{promp
 prompt has finished; ``/queue`` lists running and pending prompts as ``[number, prompt_id, prompt,
 extra_data, outputs_to_execute]``. A prompt deleted from the queue vanishes (no history), an interrupted
 one ends with ``status_str`` ``error`` and an ``execution_interrupted`` message. A rejected graph answers
-400 with ``node_errors`` per node: here a node input set to null, or a graph without an output node.
+400 with ``node_errors`` per node: here a node input set to null, a ``LoadImage`` of a file the input folder
+does not hold, or a graph without an output node.
+
+``/upload/image`` stores a file in the input folder the way ``server.py`` does: a different file of the
+same name is kept as ``name (1).ext``, the same file again is not stored twice. A ``SaveImage`` whose
+images come from a ``LoadImage`` saves that file, so what goes in comes back out through ``/view``.
 
 Per-run behaviour comes from the ``_emulator`` input of a ``WfrunEcho`` node, an emulator-only output node
 that echoes its inputs as text (as a "show text" custom node would); ``SaveImage`` nodes produce small PNGs
@@ -18,6 +23,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
+from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from airflow_provider_wfrun.emulator.core import (
@@ -29,7 +35,7 @@ from airflow_provider_wfrun.emulator.core import (
     json_object,
     platform_route,
 )
-from airflow_provider_wfrun.emulator.files import png
+from airflow_provider_wfrun.emulator.files import StoredFile, png
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,6 +48,9 @@ ROOT = "/comfyui"
 #: Nodes whose results appear in a prompt's history outputs.
 ECHO_NODE = "WfrunEcho"
 OUTPUT_NODES = frozenset({"SaveImage", "PreviewImage", ECHO_NODE})
+LOAD_NODE = "LoadImage"
+#: The server's default ``--max-upload-size``.
+UPLOAD_LIMIT = 100 * 1024 * 1024
 #: The node id the example graph gives its echo node.
 EXAMPLE_NODE = "wfrun"
 
@@ -57,6 +66,7 @@ _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    413: "Request Entity Too Large",
     429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -99,6 +109,7 @@ def routes(state: EmulatorState) -> list[Route]:
         platform_route(state, DIALECT, "delete", "/queue", _delete, "POST"),
         platform_route(state, DIALECT, "interrupt", "/interrupt", _interrupt, "POST"),
         platform_route(state, DIALECT, "view", "/view", _view, "GET"),
+        platform_route(state, DIALECT, "upload", "/upload/image", _upload, "POST"),
         platform_route(state, DIALECT, "verify", "/system_stats", _system_stats, "GET"),
     ]
 
@@ -121,6 +132,7 @@ async def _prompt(state: EmulatorState, request: Request) -> Response:
         for node_id, node in graph.items()
         if any(value is None for value in node["inputs"].values())
     }
+    node_errors |= _unreadable_images(state, graph)
     if node_errors:
         return _rejected(
             "prompt_outputs_failed_validation", "Prompt outputs failed validation", "", node_errors
@@ -148,6 +160,22 @@ def _node_error(node: dict[str, Any], missing: list[str]) -> dict[str, Any]:
         for name in missing
     ]
     return {"errors": errors, "dependent_outputs": [], "class_type": node["class_type"]}
+
+
+def _unreadable_images(state: EmulatorState, graph: dict[str, Any]) -> dict[str, Any]:
+    """``LoadImage`` nodes whose file is not in the input folder (``execution.py``'s custom validation)."""
+    errors = {}
+    for node_id, node in graph.items():
+        image = node["inputs"].get("image")
+        if node["class_type"] == LOAD_NODE and isinstance(image, str) and _input_file(state, image) is None:
+            error = {
+                "type": "custom_validation_failed",
+                "message": "Custom validation failed for node",
+                "details": f"image - Invalid image file: {image}",
+                "extra_info": {"input_name": "image"},
+            }
+            errors[node_id] = {"errors": [error], "dependent_outputs": [], "class_type": LOAD_NODE}
+    return errors
 
 
 def _echoed(graph: dict[str, Any]) -> dict[str, Any]:
@@ -221,9 +249,21 @@ def _outputs(run: Run) -> dict[str, Any]:
         else:
             prefix = str(node["inputs"].get("filename_prefix") or "ComfyUI").replace("/", "_")
             kind = "output" if node["class_type"] == "SaveImage" else "temp"
-            name = f"{prefix}_{run.extra['number']:05}_.png"
+            loaded = _loaded_file(run.extra["graph"], node)
+            extension = loaded.rpartition(".")[2] if loaded and "." in loaded else "png"
+            name = f"{prefix}_{run.extra['number']:05}_.{extension}"
             outputs[node_id] = {"images": [{"filename": name, "subfolder": "", "type": kind}]}
     return outputs
+
+
+def _loaded_file(graph: dict[str, Any], node: dict[str, Any]) -> str | None:
+    """The input file an image node saves, when its images come straight from a ``LoadImage``."""
+    link = node["inputs"].get("images")
+    source = graph.get(str(link[0])) if isinstance(link, list) and link else None
+    if isinstance(source, dict) and source.get("class_type") == LOAD_NODE:
+        image = source.get("inputs", {}).get("image")
+        return image if isinstance(image, str) else None
+    return None
 
 
 async def _queue(state: EmulatorState, request: Request) -> Response:
@@ -275,24 +315,75 @@ async def _interrupt(state: EmulatorState, request: Request) -> Response:
 
 # --- files and probe -----------------------------------------------------------------------------------
 async def _view(state: EmulatorState, request: Request) -> Response:
-    """The PNG a finished prompt's image node lists (by its name), generated from that name."""
-    name = request.query_params.get("filename", "")
-    if not name.endswith(".png") or not _was_output(state, name, request.query_params.get("type", "output")):
+    """
+    An uploaded input file, or the file a finished prompt's image node lists: the input it saved, else a
+    PNG generated from its name.
+    """
+    query = request.query_params
+    name, kind = query.get("filename", ""), query.get("type", "output")
+    if kind == "input":
+        stored = _input_file(state, "/".join(filter(None, (query.get("subfolder", ""), name))))
+        if stored is None:
+            raise ApiError(404)
+        return Response(stored.content, media_type=stored.media_type)
+    found = _output(state, name, kind)
+    if found is None:
         raise ApiError(404)
+    loaded = _input_file(state, found) if found else None
+    if loaded is not None:
+        return Response(loaded.content, media_type=loaded.media_type)
     return Response(png(name), media_type="image/png")
 
 
-def _was_output(state: EmulatorState, name: str, kind: str) -> bool:
+def _output(state: EmulatorState, name: str, kind: str) -> str | None:
+    """``""`` for a generated output of that name, the input file's name for a saved input, else None."""
     for run in list(state.runs.values()):
         if run.platform == NAME and run.is_done() and run.phase() in ("succeeded", "partial"):
-            for node_output in _outputs(run).values():
+            for node_id, node_output in _outputs(run).items():
                 images = node_output.get("images") if isinstance(node_output, dict) else None
                 if any(
                     isinstance(i, dict) and (i.get("filename"), i.get("type")) == (name, kind)
                     for i in images or ()
                 ):
-                    return True
-    return False
+                    node = run.extra["graph"].get(node_id)
+                    return (_loaded_file(run.extra["graph"], node) if isinstance(node, dict) else None) or ""
+    return None
+
+
+# --- uploads -------------------------------------------------------------------------------------------
+def _input_key(path: str) -> str:
+    return f"{NAME}:input/{path.removesuffix(' [input]')}"
+
+
+def _input_file(state: EmulatorState, path: str) -> StoredFile | None:
+    stored = state.files.get(_input_key(path))
+    return stored if isinstance(stored, StoredFile) else None
+
+
+async def _upload(state: EmulatorState, request: Request) -> Response:
+    """``server.py``'s ``image_upload``: the ``image`` part into the input folder (or ``type``'s)."""
+    form = await request.form(max_files=1, max_fields=10)
+    image = form.get("image")
+    if not isinstance(image, UploadFile) or not image.filename or "/" in image.filename:
+        raise ApiError(400)
+    content = await image.read()
+    if len(content) > UPLOAD_LIMIT:
+        raise ApiError(413)
+    subfolder = str(form.get("subfolder") or "")
+    kind = str(form.get("type") or "input")
+    filename = image.filename
+    stem, dot, extension = filename.rpartition(".") if "." in filename else (filename, "", "")
+    name, copy = filename, 0
+    while (existing := _input_file(state, "/".join(filter(None, (subfolder, name))))) is not None:
+        if existing.content == content:
+            break
+        copy += 1
+        name = f"{stem} ({copy}){dot}{extension}"
+    path = "/".join(filter(None, (subfolder, name)))
+    media_type = image.content_type or "application/octet-stream"
+    if kind == "input":
+        state.files[_input_key(path)] = StoredFile(_input_key(path), name, content, media_type)
+    return JSONResponse({"name": name, "subfolder": subfolder, "type": kind})
 
 
 async def _system_stats(state: EmulatorState, request: Request) -> Response:
