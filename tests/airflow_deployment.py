@@ -256,6 +256,9 @@ class AirflowDeployment:
             "API__WORKERS": "1",
             "API__SECRET_KEY": session_secret,
             "API_AUTH__JWT_SECRET": session_secret,
+            # Airflow 3.1 signs tokens with an empty list as their issuer when none is set, which newer PyJWT
+            # refuses: no token, no API. Airflow recommends setting one anyway.
+            "API_AUTH__JWT_ISSUER": "wfrun-tests",
             "DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
             "DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
@@ -519,6 +522,35 @@ class AirflowDeployment:
             f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
             json={"new_state": state},
         )
+
+    def _hitl_path(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+        """The task instance's human-in-the-loop request in the public API (the same in 3.1 and 3.3)."""
+        return f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
+
+    def hitl_detail(
+        self, dag_id: str, run_id: str, task_id: str = "run", map_index: int = -1
+    ) -> dict[str, Any] | None:
+        """The request a task raised for a person (Required Actions in the UI), None while there is none."""
+        response = self.api("GET", self._hitl_path(dag_id, run_id, task_id, map_index), check=False)
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise LiveAirflowError(f"HITL detail of {dag_id}/{run_id}: HTTP {response.status_code}")
+        return response.json()
+
+    def answer_hitl(
+        self,
+        dag_id: str,
+        run_id: str,
+        option: str,
+        params: dict[str, Any] | None = None,
+        *,
+        task_id: str = "run",
+        map_index: int = -1,
+    ) -> dict[str, Any]:
+        """Answer that request as a signed-in user does in the UI: one option, the form's params."""
+        payload = {"chosen_options": [option], "params_input": params or {}}
+        return self.api("PATCH", self._hitl_path(dag_id, run_id, task_id, map_index), json=payload).json()
 
     # --- metadata database (read-only) ----------------------------------------------------------
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:

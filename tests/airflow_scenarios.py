@@ -9,6 +9,7 @@ in a triggerer, the soak's run-and-count, and the scan for the API key over ever
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 import warnings
 from collections import Counter
@@ -118,6 +119,26 @@ def task_log(airflow: AirflowDeployment, dag_id: str, run_id: str, attempt: int)
 def trigger_log(airflow: AirflowDeployment, dag_id: str, run_id: str) -> str:
     folder = airflow.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
     return "\n".join(path.read_text(errors="replace") for path in folder.rglob("*.trigger.*"))
+
+
+def wait_pauses_reported(airflow: AirflowDeployment, dag_id: str, run_id: str) -> None:
+    """
+    Until a scheduler took in the executor's report on each process of the task's first try that ended by
+    deferring or parking (one report per process). A trigger or an answer that resumes the task before that
+    report can have the scheduler fail the task on it (apache/airflow#67287, open in 3.3.2; in 3.1.2 even
+    once the task is queued again). The scheduler's log is the only place that says so.
+    """
+    key = f"TaskInstanceKey(dag_id={dag_id!r}, task_id='run', run_id={run_id!r}, try_number=1, map_index=-1)"
+    report = re.compile(rf"Received executor event with state \w+ for task instance {re.escape(key)}")
+
+    def reported() -> bool:
+        airflow.check_alive()
+        pauses = task_log(airflow, dag_id, run_id, attempt=1).count("Pausing task as ")
+        logs = airflow.component_logs.glob("scheduler*.log")
+        reports = sum(len(report.findall(path.read_text(errors="replace"))) for path in logs)
+        return 0 < pauses <= reports
+
+    wait_for(f"the scheduler to take in the executor's report on {key}", reported, timeout=60)
 
 
 def wait_polled(airflow: AirflowDeployment, emulator: EmulatorServer, platform: str, after: int) -> None:

@@ -6,6 +6,9 @@ processor and an API server run as separate processes on SQLite (see ``live_airf
 tests SIGKILL them mid-flight the way a node failure or the OOM killer would. The emulator counts every
 submission and cancel on the platforms' side, so "exactly one run per task" is measured, not assumed.
 
+The human-input cases (4.) also run at the floor (``make test-floor``, Airflow 3.1.2), where the form
+waits in HITLTrigger in the triggerer; on 3.3+ the task parks until the answer resumes it.
+
 The soak's size is ``WFRUN_SOAK_RUNS`` (200 by default; ``make test-all`` runs 1,000). Module-scoped:
 Airflow starts once (about 30 s) for all the tests here, and the secrets scan runs last, over
 everything they wrote.
@@ -43,10 +46,11 @@ from airflow_scenarios import (
     polls,
     soak,
     task_log,
+    wait_pauses_reported,
     wait_polled,
     wait_waiting_in_triggerer,
 )
-from live_airflow import API_KEY, PLATFORMS, LiveAirflow, wait_for
+from live_airflow import API_KEY, HUMAN_WAIT, PLATFORMS, LiveAirflow, LiveAirflowError, wait_for
 
 from airflow_provider_wfrun.emulator import EmulatorServer
 
@@ -303,6 +307,96 @@ def test_resume_rescheduled_at_start_up_finishes_with_the_run_it_has(live, emula
 # --- 3. a user marks a deferred task failed ----------------------------------------------------------
 def test_marking_a_deferred_task_failed_cancels_the_run_where_the_platform_can(live, emulator):
     mark_deferred_failed_cancels_where_the_platform_can(live, emulator)
+
+
+# --- 4. a person answers a paused run's form in Airflow ------------------------------------------------
+#: The Dify run's Human Input node (the emulator's scenario): what the person is asked.
+REVIEW = {"content": "Ship draft v1?", "inputs": {"comment": "looks fine"}, "actions": ["approve", "reject"]}
+#: The run pauses 4 s after it starts and ends 6 s after the answer: a trigger that fires within a second or
+#: two of its task deferring can hit Airflow's stale-executor-event race (apache/airflow#67287; at 3.1.2
+#: it fails the task even once the task is queued again); the soak's cases (live_plan) keep clear of it too.
+PAUSING_RUN = {"duration_seconds": 10, "human_inputs": [{**REVIEW, "at": 0.4}]}
+
+
+def wait_asked(live: LiveAirflow, dag_id: str, run_id: str) -> dict:
+    """
+    The request once the task waits for its answer, as a person finds it under Required Actions. A person
+    takes a moment to read it: answered within a second or two of the task parking or deferring, the task
+    could resume before the scheduler took in the end of the process that asked, and fail on Airflow's own
+    race (apache/airflow#67287), so the answer comes after that.
+    """
+
+    def asked() -> dict | None:
+        detail = live.hitl_detail(dag_id, run_id)
+        ti = live.task_instance(dag_id, run_id)
+        if ti["state"] in ("success", "failed"):
+            raise LiveAirflowError(f"{dag_id}/{run_id} ended {ti['state']} before it asked anything")
+        return detail if detail and ti["state"] == HUMAN_WAIT.state else None
+
+    detail = wait_for("the task to ask a person", asked, timeout=120, on_fail=live.hint())
+    wait_pauses_reported(live, dag_id, run_id)
+    return detail
+
+
+@pytest.mark.parametrize("dag_id", ["wfrun_live_deferrable", "wfrun_live_worker"])
+def test_human_input_answered_through_the_rest_api_reaches_dify_once(live, emulator, dag_id):
+    """
+    The run pauses on a form; the task raises it in Airflow and waits (parked on 3.3+, deferred to
+    HITLTrigger in a real triggerer before); a person answers it through the REST API; the answer goes to
+    Dify once and the run's outputs come back.
+    """
+    run_id = live.trigger(dag_id, conf("dify", **PAUSING_RUN))
+    asked = wait_asked(live, dag_id, run_id)
+    assert asked["subject"] == "Ship draft v1?"
+    assert asked["options"] == ["Approve", "Reject"]
+    assert asked["params"]["comment"]["value"] == "looks fine"  # the form's default
+    assert not asked["response_received"]
+    ti = live.task_instance(dag_id, run_id)
+    assert (ti.get("trigger") or {}).get("classpath") == HUMAN_WAIT.trigger
+    (run,) = platform_runs(emulator, "dify")
+    assert run.phase() == "paused"
+
+    answered = live.answer_hitl(dag_id, run_id, "Reject", {"comment": "add a title"})
+    assert answered["chosen_options"] == ["Reject"]
+
+    assert live.wait_dag_run_done(dag_id, run_id, timeout=120) == "success"
+    ti = live.task_instance(dag_id, run_id)
+    assert (ti["state"], ti["try_number"]) == ("success", 1)
+    # Dify got the person's answer, once, and the run went on along its branch.
+    assert [(action, inputs) for _, action, inputs in run.answers.values()] == [
+        ("reject", {"comment": "add a title"})
+    ]
+    stats = emulator.state.stats()
+    assert stats["requests"].get("dify.answer") == 1
+    assert stats["submissions"] == {name: int(name == "dify") for name in PLATFORMS}
+    result = live.xcom(dag_id, run_id)[-1]
+    assert result["run_id"] == run.run_id
+    assert result["status"] == "succeeded"
+    assert result["outputs"]["approval"] == {"action": "reject", "comment": "add a title"}
+    final = live.hitl_detail(dag_id, run_id)
+    assert (final["response_received"], final["chosen_options"]) == (True, ["Reject"])
+
+
+def test_human_input_answered_on_dify_first_fails_the_task_with_a_typed_error(live, emulator):
+    dag_id = "wfrun_live_deferrable"
+    run_id = live.trigger(dag_id, conf("dify", **PAUSING_RUN))
+    wait_asked(live, dag_id, run_id)
+    (run,) = platform_runs(emulator, "dify")
+    emulator.state.answer(run, 0, "approve", {"comment": "done in the web app"})
+
+    live.answer_hitl(dag_id, run_id, "Reject")
+
+    assert live.wait_dag_run_done(dag_id, run_id, timeout=120) == "failed"
+    log = task_log(live, dag_id, run_id, attempt=1)
+    assert "FormAnsweredElsewhereError" in log, log[-3000:]
+    assert "the one from Airflow was not used" in log
+    # The run went on with the answer given on Dify; Airflow's never reached it.
+    assert [(action, inputs) for _, action, inputs in run.answers.values()] == [
+        ("approve", {"comment": "done in the web app"})
+    ]
+    stats = emulator.state.stats()
+    assert stats["submissions"]["dify"] == 1
+    assert stats["requests"].get("dify.answer") == 1  # Airflow's answer, refused, and not retried
 
 
 # --- 5. soak -------------------------------------------------------------------------------------------
