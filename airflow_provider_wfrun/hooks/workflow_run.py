@@ -40,7 +40,7 @@ from airflow_provider_wfrun.hooks.transport import (
     shared_async_client,
 )
 from airflow_provider_wfrun.human_input import FORM_ALREADY_SUBMITTED, FORM_EXPIRED
-from airflow_provider_wfrun.models import RunError, RunStatus, WorkflowRun
+from airflow_provider_wfrun.models import WorkflowRun
 from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes
 
 if TYPE_CHECKING:
@@ -276,8 +276,8 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
         try:
             return self.get_run(run_id)
-        except RunNotFoundError:
-            return self._removed(run_id)
+        except RunNotFoundError as exc:
+            return self._removed(run_id, exc)
 
     def test_connection(self) -> tuple[bool, str]:
         """Airflow's connection test: one cheap authenticated call."""
@@ -347,8 +347,8 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
             try:
                 return await self.aget_run(run_id)
-            except RunNotFoundError:
-                return self._removed(run_id)
+            except RunNotFoundError as exc:
+                return self._removed(run_id, exc)
 
     # --- plumbing -------------------------------------------------------------------------------
     def _submit_request(
@@ -385,17 +385,12 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             )
         return load_workflow(workflow)
 
-    def _removed(self, run_id: str) -> WorkflowRun:
-        """
-        A run the platform no longer knows right after it accepted the cancel: it removed the run (ComfyUI
-        deletes a pending prompt without a trace), so the run is canceled and will never produce results.
-        """
-        return WorkflowRun(
-            platform=self.adapter.name,
-            run_id=run_id,
-            status=RunStatus.CANCELED,
-            error=RunError(reason=f"{self.adapter.display_name} removed the run when asked to cancel it"),
-        )
+    def _removed(self, run_id: str, not_found: RunNotFoundError) -> WorkflowRun:
+        """A run unknown right after its cancel was accepted: canceled where the adapter says so."""
+        removed = self.adapter.removed_by_cancel(run_id)
+        if removed is None:
+            raise not_found
+        return removed
 
     def _check_run_id(self, run_id: str) -> None:
         if not isinstance(run_id, str) or not run_id.strip():

@@ -450,6 +450,13 @@ class PlatformAdapter(ABC):
         """
         return [self.cancel_request(run_id, task_id=task_id)]
 
+    def removed_by_cancel(self, run_id: str) -> WorkflowRun | None:
+        """
+        The run, when the platform no longer knows it right after accepting its cancel and that means the
+        cancel removed it; None where a run never vanishes so (then the lookup's not-found error stands).
+        """
+        return None
+
     def settlement_request(self, run: WorkflowRun) -> ApiRequest | None:
         """A second call that completes a terminal run (billing); None when the platform has none."""
         return None

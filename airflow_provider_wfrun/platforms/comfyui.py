@@ -163,6 +163,15 @@ class ComfyuiAdapter(PlatformAdapter):
     def cancel_request(self, run_id: str, *, task_id: str | None) -> ApiRequest:
         return self.cancel_requests(run_id, task_id=task_id)[-1]
 
+    def removed_by_cancel(self, run_id: str) -> WorkflowRun | None:
+        """A pending prompt deleted from the queue leaves no trace: no history, never a result."""
+        return WorkflowRun(
+            platform=self.name,
+            run_id=run_id,
+            status=RunStatus.CANCELED,
+            error=RunError(reason="ComfyUI removed the prompt from its queue when asked to cancel it"),
+        )
+
     def probe_request(self) -> ApiRequest:
         return ApiRequest("GET", "/system_stats")
 

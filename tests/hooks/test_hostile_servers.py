@@ -30,6 +30,7 @@ from airflow_provider_wfrun.exceptions import (
     InvalidInputError,
     InvalidResponseError,
     ResponseTooLargeError,
+    RunNotFoundError,
     WorkflowRunConnectionError,
     WorkflowRunError,
 )
@@ -525,3 +526,30 @@ def test_a_settlement_about_another_run_is_not_used(mode: str, monkeypatch: pyte
     assert run.status is RunStatus.SUCCEEDED
     assert run.settlement is None
     assert run.outputs == {"text": "done"}
+
+
+def accepts_cancels_then_forgets(server: CraftedServer, conn: socket.socket, head: bytes) -> bool:
+    """Dify's stop answers success, then the run is unknown (404 ``not_found``)."""
+    if head.startswith(b"POST"):
+        send(conn, json_reply(b'{"result": "success"}'))
+    else:
+        body = b'{"code": "not_found", "message": "Workflow run not found", "status": 404}'
+        send(conn, json_reply(body, "404 Not Found"))
+    return True
+
+
+def test_a_run_gone_after_its_cancel_is_not_found_where_the_platform_never_removes_runs(
+    mode: str, connect: Callable[..., WorkflowRunHook]
+) -> None:
+    """Only an adapter that says a cancel removes runs (ComfyUI) makes a vanished run a canceled one."""
+
+    def cancel(hook: WorkflowRunHook) -> Any:
+        if mode == "sync":
+            return hook.cancel_run(RUN, task_id="t-1")
+        return asyncio.run(hook.acancel_run(RUN, task_id="t-1"))
+
+    with CraftedServer(accepts_cancels_then_forgets) as server:
+        hook = connect(server.url)
+        with pytest.raises(RunNotFoundError):
+            cancel(hook)
+        assert [head.split(b" ")[0] for head in server.requests] == [b"POST", b"GET"]
