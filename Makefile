@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-live test-all lint demo clean bench bench-full mutation test-floor install-ui test-ui test-distributed bench-airflow bench-airflow-full bench-deps
+.PHONY: install test test-live test-all lint demo clean bench bench-full bench-smoke mutation test-floor install-ui test-ui test-distributed bench-airflow bench-airflow-full bench-deps
 
 install: $(STAMP)
 
@@ -109,6 +109,11 @@ bench: bench-deps
 # The large sizes (N = 1,000 / 5,000 / 10,000 waits, a 10-minute run through Airflow): about 45 minutes.
 bench-full: bench-deps
 	$(BIN)/python -m benchmarks.run --mode full $(BENCH_ARGS)
+
+# Every part of the benchmark on every platform, tiny (not a measurement, about a minute; tests/benchmarks
+# runs the same in `make test`).
+bench-smoke: bench-deps
+	$(BIN)/python -m benchmarks.run --mode smoke $(BENCH_ARGS)
 
 # The benchmarks' own extra (httpx-aiohttp, a compared alternative), on top of `make install`.
 bench-deps: install

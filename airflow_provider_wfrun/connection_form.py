@@ -54,6 +54,8 @@ COMMON_EXTRA_FIELDS: Mapping[str, ExtraFieldSpec] = {
 HIDDEN_FIELDS = ("schema", "port", "login")
 HOST_LABEL = "API root URL"
 PASSWORD_LABEL = "API key"  # noqa: S105 (a form label)
+#: The key field of a platform whose server may run without one (ComfyUI).
+OPTIONAL_PASSWORD_LABEL = "API key (optional)"  # noqa: S105 (a form label)
 
 
 @dataclass(frozen=True)
@@ -73,15 +75,26 @@ class ConnectionForm:
     display_name: str
     default_host: str
     extras: tuple[ExtraField, ...]
+    #: False where the platform's server may run without a key: the form says the key is optional.
+    requires_api_key: bool = True
+
+    @property
+    def password_label(self) -> str:
+        return PASSWORD_LABEL if self.requires_api_key else OPTIONAL_PASSWORD_LABEL
+
+    @property
+    def password_placeholder(self) -> str:
+        key = f"{self.display_name} API key"
+        return key if self.requires_api_key else f"{key}, if the server asks for one"
 
     def ui_field_behaviour(self) -> dict[str, Any]:
         """Airflow 3.1's ``get_ui_field_behaviour()`` shape."""
         return {
             "hidden_fields": list(HIDDEN_FIELDS),
-            "relabeling": {"host": HOST_LABEL, "password": PASSWORD_LABEL},
+            "relabeling": {"host": HOST_LABEL, "password": self.password_label},
             "placeholders": {
                 "host": self.default_host,
-                "password": f"{self.display_name} API key",
+                "password": self.password_placeholder,
                 **{field.name: field.placeholder for field in self.extras if field.placeholder},
             },
         }
@@ -129,21 +142,30 @@ def connection_form(
     display_name: str,
     default_host: str,
     extra_fields: Mapping[str, str | ExtraFieldSpec],
+    requires_api_key: bool = True,
 ) -> ConnectionForm:
-    """The form for an adapter's ``name``, ``display_name``, ``default_host`` and ``extra_fields``."""
+    """
+    The form for an adapter's ``name``, ``display_name``, ``default_host``, ``extra_fields`` and
+    ``requires_api_key``.
+    """
     declared = {**extra_fields, **COMMON_EXTRA_FIELDS}
     return ConnectionForm(
         conn_type=conn_type,
         display_name=display_name,
         default_host=default_host,
         extras=tuple(_extra_field(name, spec) for name, spec in declared.items()),
+        requires_api_key=requires_api_key,
     )
 
 
 def form_of(adapter_class: Any) -> ConnectionForm:
     """The form of an imported adapter class."""
     return connection_form(
-        adapter_class.name, adapter_class.display_name, adapter_class.default_host, adapter_class.extra_fields
+        adapter_class.name,
+        adapter_class.display_name,
+        adapter_class.default_host,
+        adapter_class.extra_fields,
+        adapter_class.requires_api_key,
     )
 
 

@@ -19,7 +19,7 @@ from airflow_provider_wfrun.connection_form import connection_form
 _INTEGRATION = "AI workflow platforms"
 _PACKAGE = "airflow_provider_wfrun"
 _PLATFORMS_DIR = Path(__file__).parent / "platforms"
-_ADAPTER_FIELDS = ("name", "display_name", "default_host", "extra_fields")
+_ADAPTER_FIELDS = ("name", "display_name", "default_host", "extra_fields", "requires_api_key")
 
 
 def _adapter_declarations() -> list[dict[str, Any]]:
@@ -50,7 +50,11 @@ def _assignment(statement: ast.stmt) -> tuple[str | None, ast.expr | None]:
 
 def _connection_type(adapter: dict[str, Any]) -> dict[str, Any]:
     form = connection_form(
-        adapter["name"], adapter["display_name"], adapter["default_host"], adapter.get("extra_fields", {})
+        adapter["name"],
+        adapter["display_name"],
+        adapter["default_host"],
+        adapter.get("extra_fields", {}),
+        adapter.get("requires_api_key", True),
     )
     hook_class = f"{adapter['class_name'].removesuffix('Adapter')}Hook"
     return {

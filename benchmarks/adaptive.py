@@ -2,14 +2,14 @@
 Part 2, one contender: wait for a mix of runs with ``WorkflowRunTrigger`` under one polling policy.
 
 * ``adaptive``: the trigger's default (``adaptive=True``).
-* ``fixed-eta``: ``adaptive=False``, the trigger as it was: every ``poll_interval``, stretched to a chenyu
-  queue estimate.
+* ``fixed-eta``: ``adaptive=False``, the trigger as it was: every ``poll_interval``, stretched to a queue
+  estimate where the platform gives one (chenyu).
 * ``fixed``: every ``poll_interval`` and nothing else, the peers' pattern (``HttpSensorTrigger``,
   dbt-cloud's trigger): the same trigger and hook, with the delay replaced.
 
 The process starts, says ``ready``, then reads the submitted runs as one JSON line from stdin, so polling
 starts right after the runs were submitted. For each run it counts the HTTP requests the hook sent (every
-attempt, the chenyu settlement call included) and the detection delay: when the trigger fired its event
+attempt, follow-up and settlement calls included) and the detection delay: when the trigger fired its event
 minus when the run ended on the emulator (submission + queue + duration, CLOCK_MONOTONIC is system-wide).
 Prints one JSON line.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -84,6 +85,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
             "requests_per_run": statistics.fmean(row["requests"] for row in rows),
             "delay_p50": percentile(delays, 50),
             "delay_p95": percentile(delays, 95),
+            "not_succeeded": sum(row["status"] != "succeeded" for row in rows),
         }
 
     summary = figures(results)
@@ -91,7 +93,6 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         platform: figures([row for row in results if row["platform"] == platform])
         for platform in sorted({row["platform"] for row in results})
     }
-    summary["not_succeeded"] = sum(row["status"] != "succeeded" for row in results)
     return summary
 
 
@@ -105,7 +106,9 @@ def main() -> None:
     print("ready", flush=True)
     runs = json.loads(sys.stdin.readline())
     results = asyncio.run(wait_all(runs, args))
-    print(json.dumps({"policy": args.policy, **summarize(results)}))
+    print(json.dumps({"policy": args.policy, **summarize(results)}), flush=True)
+    sys.stderr.flush()
+    os._exit(0)  # the result is out; the interpreter's teardown (a second with Airflow loaded) is not needed
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -24,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_wfrun.platforms import ApiRequest, PlatformAdapter, adapter_classes, get_adapter
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 API_KEY = "bench-key-4d1c"
-PLATFORMS = ("dify", "gptbots", "chenyu")
-CHENYU_WORKFLOW = "wf_861ef31e94dcfb10e6e7"
-ROOTS = {"dify": "/dify/v1", "gptbots": "/gptbots/v1", "chenyu": "/chenyu/api/open/v2"}
+#: Every platform of the adapter registry.
+PLATFORMS = tuple(adapter_classes())
 #: Core of the contender processes and of the emulator process.
 CONTENDER_CPU = 0
 EMULATOR_CPU = max(os.cpu_count() or 1, 1) - 1
@@ -63,6 +65,17 @@ def pin(cpu: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ emulator
+@functools.cache
+def roots() -> dict[str, str]:
+    """
+    Where the emulator serves each platform. Its modules are imported only by the processes that need them
+    (the harness), not by every contender.
+    """
+    from airflow_provider_wfrun.emulator.app import discover_platforms
+
+    return {module.NAME: module.DIALECT.root for module in discover_platforms()}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -178,31 +191,40 @@ def control(url: str, path: str, method: str = "GET", body: Any = None) -> Any:
 
 # ------------------------------------------------------------------------------------------ submitting
 async def _submit_one(session: Any, url: str, platform: str, scenario: dict[str, Any], key: str) -> dict:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    inputs = {"q": "benchmark", "_emulator": scenario}
-    root = url + ROOTS[platform]
-    if platform == "dify":
-        body = {"inputs": inputs, "response_mode": "streaming", "user": "bench"}
-        async with session.post(root + "/workflows/run", json=body, headers=headers) as response:
-            async for raw in response.content:
-                line = raw.decode().strip()
-                if line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    if event.get("event") == "workflow_started":
-                        return {
-                            "platform": platform,
-                            "run_id": event["workflow_run_id"],
-                            "task_id": event["task_id"],
-                        }
-        raise RuntimeError("Dify stream ended without workflow_started")
-    if platform == "gptbots":
-        body = {"input": inputs, "isAsync": True}
-        async with session.post(root + "/workflow/invoke", json=body, headers=headers) as response:
-            return {"platform": platform, "run_id": (await response.json())["workflowRunId"], "task_id": None}
-    body = {"workflow_id": CHENYU_WORKFLOW, "inputs": inputs, "idempotency_key": key}
-    async with session.post(root + "/workflow/run/submit", json=body, headers=headers) as response:
-        data = (await response.json())["data"]
-        return {"platform": platform, "run_id": data["run_order_id"], "task_id": data["task_id"]}
+    """
+    One run started as the hook starts it: the adapter's submit request for the emulator's example run of
+    ``platform``, its answer read by the adapter (a streamed submit until the event naming the run).
+    """
+    from airflow_provider_wfrun.emulator.app import example_run
+    from airflow_provider_wfrun.emulator.core import SCENARIO_INPUT_KEY
+
+    adapter = get_adapter(platform)
+    task = example_run(platform, {"q": "benchmark", SCENARIO_INPUT_KEY: scenario})
+    request = adapter.submit_request(
+        task["inputs"], workflow_id=task["workflow_id"], idempotency_key=key, workflow=task.get("workflow")
+    )
+    headers = adapter.auth_headers(API_KEY)
+    async with session.request(
+        request.method, request.url(url + roots()[platform]), json=request.json, headers=headers
+    ) as response:
+        if request.stream and response.content_type == "text/event-stream":
+            run = await _first_run(adapter, response)
+        else:
+            payload = await response.json(content_type=None)
+            adapter.raise_for_error(response.status, payload)
+            run = adapter.submitted(payload, request)
+    return {"platform": platform, "run_id": run.run_id, "task_id": run.task_id}
+
+
+async def _first_run(adapter: PlatformAdapter, response: Any) -> Any:
+    """The run the first event naming it describes (Dify: ``workflow_started``)."""
+    async for raw in response.content:
+        line = raw.decode().strip()
+        if line.startswith("data:"):
+            run = adapter.read_submit_event(json.loads(line[5:]))
+            if run is not None:
+                return run
+    raise RuntimeError(f"{adapter.display_name}'s submit stream ended before it named the run")
 
 
 async def submit_runs(
@@ -238,17 +260,30 @@ def connection_env(emulator: Emulator) -> dict[str, str]:
     """
     env = {}
     for platform in PLATFORMS:
+        headers = http_headers(get_adapter(platform))
         for tag, url, extra in (("", emulator.url, {}), ("TLS_", emulator.tls_url, {"verify": emulator.ca})):
-            ours = {"conn_type": platform, "host": url + ROOTS[platform], "password": API_KEY, "extra": extra}
+            root = url + roots()[platform]
+            ours = {"conn_type": platform, "host": root, "password": API_KEY, "extra": extra}
             env[f"AIRFLOW_CONN_BENCH_{tag}{platform.upper()}"] = json.dumps(ours)
-            http = {
-                "conn_type": "http",
-                "host": url + ROOTS[platform],
-                "extra": {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
-            }
+            http = {"conn_type": "http", "host": root, "extra": headers}
             env[f"AIRFLOW_CONN_BENCH_HTTP_{tag}{platform.upper()}"] = json.dumps(http)
     env["WFRUN_BENCH_CA"] = emulator.ca
     return env
+
+
+def http_headers(adapter: PlatformAdapter) -> dict[str, str]:
+    """What a client of the platform sends with every request: its key, as the adapter sends it."""
+    return {**adapter.auth_headers(API_KEY), "Content-Type": "application/json"}
+
+
+def request_options(request: ApiRequest) -> dict[str, Any]:
+    """An adapter's request as an HTTP client's ``params=`` and ``json=`` (those it has)."""
+    options: dict[str, Any] = {}
+    if request.params:
+        options["params"] = request.params
+    if request.json is not None:
+        options["json"] = request.json
+    return options
 
 
 def airflow_env(home: Path) -> dict[str, str]:

@@ -4,20 +4,23 @@ Part 1, one contender: N waits in one event loop, each polling one long run at a
 ``ours``: N ``WorkflowRunTrigger.run()`` generators (fixed-interval policy, so every contender polls equally
 often) over the hook's one shared ``aiohttp.ClientSession`` per event loop.
 ``peers``: N loops in the pattern of ``HttpSensorTrigger`` and dbt-cloud's trigger: ``HttpAsyncHook`` with a
-new ``aiohttp.ClientSession`` per poll, the JSON body read and its status field checked.
+new ``aiohttp.ClientSession`` per poll, the JSON body read and its status field checked. What they send is
+what the platform's adapter describes for a poll (method, path, query, body, the key's header); the status
+word is read where the adapter says it is (``status_path``), and nothing else of the answer.
 ``aiohttp``, ``httpx``, ``httpx-aiohttp``: the peers' loop over one shared client per process (a bare
 ``aiohttp.ClientSession`` with our connector's limits; httpx's ``AsyncClient`` with its own pool;
 ``httpx_aiohttp.HttpxAiohttpClient``), at most 50 connections each, as ours has for one host. These are the
 alternatives the transport was chosen among, measured for the comparison only: the package uses none but
-aiohttp. They do only what the peers' loop does (no run model, no adapter, no retry policy, no trigger), so
-``ours`` minus ``aiohttp`` is the cost of our work above the transport.
+aiohttp. They do only what the peers' loop does (no run model, no validation of the answer, no retry
+policy, no trigger), so ``ours`` minus ``aiohttp`` is the cost of our work above the transport.
 
 ``--tls``: the same runs over TLS (the emulator's certificate, signed by the benchmark's CA).
 
 The waits start staggered over the first interval (as tasks defer at different times). Once every wait has
-polled twice, RSS is read (minus the baseline taken before the waits were created) and CPU is measured over
-a window. Lateness of a poll = when it fired - (when the previous poll returned + the interval).
-Prints one JSON line.
+polled twice (or seen its run end: the smoke's short runs), RSS is read (minus the baseline taken before the
+waits were created) and CPU is measured over a window. Lateness of a poll = when it fired - (when the
+previous poll returned + the interval). Prints one JSON line, with per platform the polls and the statuses
+last read.
 """
 
 from __future__ import annotations
@@ -31,13 +34,33 @@ import os
 import ssl
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import airflow  # noqa: F401  (import Airflow before the provider: its config loads provider info)
 
-from benchmarks.common import API_KEY, CONTENDER_CPU, cpu_seconds, percentile, pin, rss_bytes
+from airflow_provider_wfrun.models import RunStatus
+from airflow_provider_wfrun.platforms import get_adapter
+from benchmarks.common import (
+    CONTENDER_CPU,
+    PLATFORMS,
+    cpu_seconds,
+    http_headers,
+    percentile,
+    pin,
+    request_options,
+    rss_bytes,
+)
 
-TERMINAL = {"succeeded", "failed", "stopped", "partial-succeeded", "SUCCEED", "FAILED", "canceled"}
+TERMINAL = frozenset(status for status in RunStatus if status.is_terminal)
+#: The status of what ours polls (a ``WorkflowRun``).
+RUN_STATUS = attrgetter("status")
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class Meter:
@@ -47,18 +70,21 @@ class Meter:
         self.interval = interval
         self.last_exit: dict[str, float | None] = dict.fromkeys(run_ids)
         self.polls_of: dict[str, int] = dict.fromkeys(run_ids, 0)
+        #: The status each run's last poll read (None: none yet, or the answer carried none).
+        self.status_of: dict[str, RunStatus | None] = dict.fromkeys(run_ids)
         self.polls = 0
         self.errors = 0
         self.recording = False
         self.lateness: list[float] = []
 
-    async def timed(self, run_id: str, poll: Any) -> Any:
+    async def timed(self, run_id: str, poll: Any, status: Callable[[Any], RunStatus | None] = _same) -> Any:
+        """Await ``poll``, timed and counted; ``status`` reads the status from what it returns."""
         now = time.monotonic()
         previous = self.last_exit[run_id]
         if self.recording and previous is not None:
             self.lateness.append(now - previous - self.interval)
         try:
-            return await poll
+            result = await poll
         except Exception:
             self.errors += 1
             raise
@@ -66,6 +92,25 @@ class Meter:
             self.last_exit[run_id] = time.monotonic()
             self.polls_of[run_id] += 1
             self.polls += 1
+        self.status_of[run_id] = status(result)
+        return result
+
+    def settled(self) -> bool:
+        """Every wait is in its steady state (polled twice) or over (its run ended)."""
+        return all(
+            polls >= 2 or self.status_of[run_id] in TERMINAL for run_id, polls in self.polls_of.items()
+        )
+
+    def by_platform(self, runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Per platform: its runs, the polls they got and the statuses last read (``none``: no status)."""
+        figures: dict[str, dict[str, Any]] = {}
+        for run in runs:
+            entry = figures.setdefault(run["platform"], {"runs": 0, "polls": 0, "statuses": Counter()})
+            status = self.status_of[run["run_id"]]
+            entry["runs"] += 1
+            entry["polls"] += self.polls_of[run["run_id"]]
+            entry["statuses"][status.value if status is not None else "none"] += 1
+        return figures
 
 
 def ours(runs: list[dict[str, Any]], meter: Meter, interval: float, tls: str) -> list[Any]:
@@ -74,7 +119,7 @@ def ours(runs: list[dict[str, Any]], meter: Meter, interval: float, tls: str) ->
 
     class TimedHook(WorkflowRunHook):
         def aget_run(self, run_id: str) -> Any:  # type: ignore[override]
-            return meter.timed(run_id, super().aget_run(run_id))
+            return meter.timed(run_id, super().aget_run(run_id), RUN_STATUS)
 
     class TimedTrigger(WorkflowRunTrigger):
         def _hook(self) -> WorkflowRunHook:
@@ -112,33 +157,24 @@ def peers(runs: list[dict[str, Any]], meter: Meter, interval: float, tls: str) -
     # Over TLS the CA is handed to aiohttp as the HTTP provider allows (``extra_options``), one context per
     # process: the peers pay a TLS handshake per poll (a new session), not a context per poll.
     extra_options = {"ssl": _ca_context()} if tls else None
+    adapters = {platform: get_adapter(platform) for platform in PLATFORMS}
 
-    async def poll(hook: HttpAsyncHook, run: dict[str, Any]) -> str:
-        platform, run_id = run["platform"], run["run_id"]
+    async def poll(hook: HttpAsyncHook, run: dict[str, Any]) -> RunStatus | None:
+        adapter, run_id = adapters[run["platform"]], run["run_id"]
+        request = adapter.get_request(run_id)
         async with aiohttp.ClientSession() as session:
-            if platform == "dify":
-                response = await hook.run(
-                    session=session, endpoint=f"workflows/run/{run_id}", extra_options=extra_options
-                )
-            elif platform == "gptbots":
-                response = await hook.run(
-                    session=session,
-                    endpoint="workflow/query/result",
-                    json={"workflowRunId": run_id},
-                    extra_options=extra_options,
-                )
-            else:
-                response = await hook.run(
-                    session=session,
-                    endpoint="workflow/run/execution",
-                    data={"run_order_id": run_id},
-                    extra_options=extra_options,
-                )
+            response = await hook.run(
+                session=session,
+                endpoint=request.path.lstrip("/"),
+                data=request.params,
+                json=request.json,
+                extra_options=extra_options,
+            )
             payload = await response.json()
-        return payload["data"]["status"] if platform == "chenyu" else payload["status"]
+        return adapter.statuses.get(adapter.status_word(payload, run_id=run_id))
 
     async def wait(run: dict[str, Any]) -> None:
-        method = "POST" if run["platform"] == "gptbots" else "GET"
+        method = adapters[run["platform"]].get_request(run["run_id"]).method
         hook = HttpAsyncHook(method=method, http_conn_id=f"bench_http_{tls}{run['platform']}", retry_limit=3)
         await poll_loop(meter, run, interval, lambda: poll(hook, run))
 
@@ -200,34 +236,30 @@ def clients(contender: str) -> Any:
         import aiohttp
 
         state: dict[str, Any] = {}
+        adapters = {platform: get_adapter(platform) for platform in PLATFORMS}
         bases = {
             p: json.loads(os.environ[f"AIRFLOW_CONN_BENCH_HTTP_{tls.upper()}{p.upper()}"])["host"]
-            for p in ("dify", "gptbots", "chenyu")
+            for p in PLATFORMS
         }
-        headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+        headers = {platform: http_headers(adapter) for platform, adapter in adapters.items()}
 
-        async def poll(run: dict[str, Any]) -> str:
+        async def poll(run: dict[str, Any]) -> RunStatus | None:
             client = state.get("client")
             if client is None:
                 client = state["client"] = shared_client(contender, tls)
             platform, run_id = run["platform"], run["run_id"]
-            base = bases[platform]
-            if platform == "dify":
-                request = ("GET", f"{base}/workflows/run/{run_id}", {})
-            elif platform == "gptbots":
-                request = ("POST", f"{base}/workflow/query/result", {"json": {"workflowRunId": run_id}})
-            else:
-                request = ("GET", f"{base}/workflow/run/execution", {"params": {"run_order_id": run_id}})
-            method, url, options = request
+            adapter = adapters[platform]
+            request = adapter.get_request(run_id)
+            method, url, options = request.method, bases[platform] + request.path, request_options(request)
             if isinstance(client, aiohttp.ClientSession):
-                async with client.request(method, url, headers=headers, **options) as response:
+                async with client.request(method, url, headers=headers[platform], **options) as response:
                     response.raise_for_status()
                     payload = await response.json()
             else:
-                response = await client.request(method, url, headers=headers, **options)
+                response = await client.request(method, url, headers=headers[platform], **options)
                 response.raise_for_status()
                 payload = response.json()
-            return payload["data"]["status"] if platform == "chenyu" else payload["status"]
+            return adapter.statuses.get(adapter.status_word(payload, run_id=run_id))
 
         async def wait(run: dict[str, Any]) -> None:
             await poll_loop(meter, run, interval, lambda: poll(run))
@@ -302,11 +334,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         asyncio.ensure_future(staggered(coroutine, interval * index / n))
         for index, coroutine in enumerate(coroutines)
     ]
-    # Every wait has polled twice: all are in their steady waiting state.
+    # Every wait has polled twice (or seen its run end): all are in their steady waiting state.
     deadline = started + interval * 6 + 60
-    while min(meter.polls_of.values()) < 2 and time.monotonic() < deadline:
+    while not meter.settled() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    all_waiting = min(meter.polls_of.values()) >= 2
+    all_waiting = meter.settled()
     rss_after = rss_bytes()
 
     profiler = cProfile.Profile() if args.profile else None
@@ -351,6 +383,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "expected_rps": n / interval,
         "not_cancelled": len(pending),
+        "by_platform": meter.by_platform(runs),
     }
 
 
@@ -397,9 +430,10 @@ def run() -> None:
     loop = asyncio.new_event_loop()
     result = loop.run_until_complete(main(args))
     print(json.dumps(result), flush=True)
-    if result["not_cancelled"]:
-        os._exit(0)  # waits that ignored their cancellation: closing the loop would wait on them
-    loop.close()
+    # Out without closing the loop (waits that ignored their cancellation would hold it) or the
+    # interpreter's teardown (a second with Airflow loaded): the result is out.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

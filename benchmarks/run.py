@@ -7,8 +7,11 @@
 3. Against what users do today: ``HttpSensor`` in reschedule mode vs ``RunWorkflowOperator(deferrable=True)``
    through real Airflow (``dag.test()``).
 
+Every platform of the adapter registry takes part, each polled and submitted as its adapter describes.
 The emulator runs in its own process on the last core; every contender in its own process on the first.
 Prints one table and writes it, with the machine, the command and the date, into ``docs/benchmarks.md``.
+``--mode smoke`` (``make bench-smoke``) only checks that every part works on every platform, in about a
+minute; tests/benchmarks runs it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_wfrun.emulator.app import typical_runs
 from benchmarks.common import (
     PLATFORMS,
     REPO,
@@ -49,12 +53,17 @@ DOC = REPO / "docs" / "benchmarks.md"
 #: Part 1's contenders (benchmarks/poll_scale.py): ours, the peers' pattern, and the transports ours was
 #: chosen among (the peers' loop over one shared client), for the comparison only.
 ALL_CONTENDERS = ("ours", "peers", "aiohttp", "httpx", "httpx-aiohttp")
+#: Part 1's runs: long, so every wait is still waiting when the window closes.
+LONG_RUN = {"queue_seconds": 0, "duration_seconds": 86_400}
+#: The smoke's other half: runs over before they are polled, so every contender reads each platform's end.
+SHORT_RUN = {"queue_seconds": 0, "duration_seconds": 0.2}
 MODES: dict[str, dict[str, Any]] = {
     # part 1: sizes (N, poll interval s, window s, schemes, contenders, rounds); each round runs every
-    # contender once, in an order rotated from round to round. Part 2: runs, time scale. Part 3: run
-    # length, poke interval.
+    # contender once, in an order rotated from round to round; the runs, the platforms in turn, each turn
+    # the next of "scale_runs". Part 2: runs, time scale. Part 3: run length, poke interval.
     "quick": {
         "scale": [(1000, 5.0, 15.0, ("http", "https"), ALL_CONTENDERS, 2)],
+        "scale_runs": (LONG_RUN,),
         "mix_runs": 300,
         "mix_scale": 0.25,
         "wait": 60.0,
@@ -66,10 +75,23 @@ MODES: dict[str, dict[str, Any]] = {
             (5000, 15.0, 30.0, ("http",), ("ours", "peers"), 2),
             (10000, 30.0, 60.0, ("http",), ("ours", "peers"), 2),
         ],
+        "scale_runs": (LONG_RUN,),
         "mix_runs": 600,
         "mix_scale": 1.0,
         "wait": 600.0,
         "interval": 1.0,
+    },
+    # Does every part still work, on every platform? Not a measurement: about a minute, writes no doc.
+    # Part 1: one long and one short run per platform; part 2: two runs per platform at 1/100 of their time.
+    "smoke": {
+        "scale": [(2 * len(PLATFORMS), 0.3, 0.6, ("http", "https"), ALL_CONTENDERS, 1)],
+        "scale_runs": (LONG_RUN, SHORT_RUN),
+        "mix_runs": 2 * len(PLATFORMS),
+        "mix_scale": 0.01,
+        "wait": 2.0,
+        "interval": 0.5,
+        "parts": "1,2",
+        "doc": False,
     },
 }
 #: Part 2's poll interval and cap before time scaling (the operator's defaults: 10 s, 300 s).
@@ -81,7 +103,9 @@ def log(message: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ part 1
-def part_poll_cost(emulator: Emulator, env: dict[str, str], sizes: list[tuple]) -> list[dict]:
+def part_poll_cost(
+    emulator: Emulator, env: dict[str, str], sizes: list[tuple], scenarios: tuple[dict[str, Any], ...]
+) -> list[dict]:
     """
     Per size and scheme, ``rounds`` alternated rounds: every contender once per round, the order rotated
     each round, so no contender always runs first (or last) on a machine whose load drifts.
@@ -89,9 +113,8 @@ def part_poll_cost(emulator: Emulator, env: dict[str, str], sizes: list[tuple]) 
     rows = []
     for n, interval, window, schemes, contenders, rounds in sizes:
         control(emulator.url, "/reset", "POST")
-        log(f"part 1: submitting {n} long runs")
-        specs = [(PLATFORMS[i % 3], {"queue_seconds": 0, "duration_seconds": 86_400}) for i in range(n)]
-        runs = asyncio.run(submit_runs(emulator.url, specs))
+        log(f"part 1: submitting {n} runs")
+        runs = asyncio.run(submit_runs(emulator.url, scale_specs(n, scenarios)))
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
             json.dump(runs, handle)
         plan = [
@@ -129,6 +152,12 @@ def part_poll_cost(emulator: Emulator, env: dict[str, str], sizes: list[tuple]) 
     return rows
 
 
+def scale_specs(n: int, scenarios: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
+    """N runs, the platforms in turn; each turn of the platforms takes the next scenario."""
+    turn = len(PLATFORMS)
+    return [(PLATFORMS[i % turn], scenarios[i // turn % len(scenarios)]) for i in range(n)]
+
+
 def standby_contenders(
     plan: list[tuple[str, int, str]], runs: str, n: int, interval: float, window: float, env: dict
 ) -> dict[tuple[str, int, str], subprocess.Popen[str]]:
@@ -152,17 +181,16 @@ def standby_contenders(
 # ------------------------------------------------------------------------------------------ part 2
 def mix_specs(count: int, scale: float, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
     """
-    A day's mix: Dify and GPTBots LLM workflows of 3 s to 5 min (log-uniform: most are short), chenyu GPU
-    runs that queue up to a minute (with the platform's estimate) and then run 20 s to 5 min.
+    A day's mix, the platforms in turn, each run drawn from its platform's typical runs (the emulator's
+    ``typical_runs``): LLM workflows of 3 s to 5 min (log-uniform: most are short); GPU runs that queue up
+    to a minute (with the platform's estimate where it gives one) and then run 20 s to 5 min.
     """
     rng = random.Random(seed)
+    typical = {platform: typical_runs(platform) for platform in PLATFORMS}
     specs = []
     for index in range(count):
-        name = PLATFORMS[index % 3]
-        if name == "chenyu":
-            queue, duration = rng.uniform(0, 60), rng.uniform(20, 300)
-        else:
-            queue, duration = 0.0, math.exp(rng.uniform(math.log(3), math.log(300)))
+        name = PLATFORMS[index % len(PLATFORMS)]
+        queue, duration = typical[name].draw(rng)
         specs.append(
             (name, {"queue_seconds": round(queue * scale, 3), "duration_seconds": round(duration * scale, 3)})
         )
@@ -173,10 +201,12 @@ def part_adaptive(url: str, env: dict[str, str], count: int, scale: float) -> di
     control(url, "/reset", "POST")
     interval, cap = MIX_INTERVAL * scale, MIX_MAX_INTERVAL * scale
     args = ["--interval", str(interval), "--max-interval", str(cap)]
-    processes = {
-        policy: start_contender("adaptive", ["--policy", policy, *args], env)
-        for policy in ("adaptive", "fixed", "fixed-eta")
-    }
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:  # their imports at once, before any run exists
+        starting = {
+            policy: pool.submit(start_contender, "adaptive", ["--policy", policy, *args], env)
+            for policy in ("adaptive", "fixed", "fixed-eta")
+        }
+        processes = {policy: future.result() for policy, future in starting.items()}
     specs = mix_specs(count, scale)
     log(f"part 2: {count} runs (time scale {scale:g}), poll interval {interval:g} s, cap {cap:g} s")
     runs = asyncio.run(submit_runs(url, specs))
@@ -390,17 +420,24 @@ def targets_report(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def report(results: dict[str, Any]) -> str:
+    """The tables of the parts that ran."""
     out = scale_report(results["scale"]) if "scale" in results else []
-    if "adaptive" not in results or "airflow" not in results:
-        return "\n".join(out)
-    mix = results["adaptive"]
+    if "adaptive" in results:
+        out += adaptive_report(results["adaptive"])
+    if "airflow" in results:
+        out += airflow_report(results["airflow"])
+    return "\n".join(out)
+
+
+def adaptive_report(mix: dict[str, Any]) -> list[str]:
+    out = []
     adaptive, fixed, fixed_eta = mix["adaptive"], mix["fixed"], mix.get("fixed-eta")
     out.append(
-        f"\n**2. Requests per run and detection delay**: {mix['runs']} runs (a third per platform), "
+        f"\n**2. Requests per run and detection delay**: {mix['runs']} runs (the platforms in turn), "
         f"time scale {mix['scale']:g}, poll_interval {mix['interval']:g} s, "
         f"max_poll_interval {mix['max_interval']:g} s. *Fixed interval*: every poll_interval (the peers' "
-        "pattern); *adaptive=False*: the trigger without adaptive polling (fixed, but it waits out a chenyu "
-        "queue estimate).\n"
+        "pattern); *adaptive=False*: the trigger without adaptive polling (fixed, but it waits out a queue "
+        "estimate where the platform gives one: chenyu).\n"
     )
     columns = [("adaptive", adaptive), ("fixed interval", fixed)]
     if fixed_eta is not None:
@@ -431,7 +468,11 @@ def report(results: dict[str, Any]) -> str:
             out.append(f"| {name if index == 0 else ''} | {label} | " + " | ".join(cells) + " |")
     failed = " | ".join(str(c["not_succeeded"]) for _, c in columns)
     out.append(f"| | runs not succeeded | {failed} |" + " |" * len(ratios))
-    af = results["airflow"]
+    return out
+
+
+def airflow_report(af: dict[str, Any]) -> list[str]:
+    out = []
     sensor, ours = af["sensor"], af["deferrable"]
     out.append(
         f"\n**3. Against what users do today**: one {af['wait']:g} s run, "
@@ -452,7 +493,7 @@ def report(results: dict[str, Any]) -> str:
     for label, a, b, digits in lines:
         out.append(f"| {label} | {fmt(a, digits)} | {fmt(b, digits)} | {ratio(a, b)} |")
     out.append(f"| DAG run state | {sensor['state']} | {ours['state']} | |")
-    return "\n".join(out)
+    return out
 
 
 def machine() -> str:
@@ -488,20 +529,35 @@ def write_doc(mode: str, command: str, table: str, elapsed: float) -> None:
     DOC.write_text(text, encoding="utf-8")
 
 
+def only_schemes(sizes: list[tuple], schemes: str | None) -> list[tuple]:
+    """Part 1's sizes over the given schemes only (all of them when None)."""
+    if schemes is None:
+        return sizes
+    kept = schemes.split(",")
+    return [
+        (n, every, window, tuple(s for s in own if s in kept), *rest)
+        for n, every, window, own, *rest in sizes
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=tuple(MODES), default="quick")
     parser.add_argument(
-        "--parts", default="1,2,3", help="which parts to run, in this order, e.g. 1,3 or 2,3,1"
+        "--parts",
+        help="which parts to run, in this order, e.g. 1,3 or 2,3,1 (default: 1,2,3; the smoke 1,2)",
+    )
+    parser.add_argument(
+        "--schemes", help="part 1 over these schemes only, e.g. http (default: the mode's: http,https)"
     )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
     config = MODES[args.mode]
-    order = args.parts.split(",")
+    order = (args.parts or config.get("parts", "1,2,3")).split(",")
     parts = set(order)
     command = "make bench" if args.mode == "quick" else "make bench-full"
-    if order != ["1", "2", "3"]:
+    if order != ["1", "2", "3"] or args.schemes:
         command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     started = time.monotonic()
     results: dict[str, Any] = {}
@@ -510,7 +566,8 @@ def main() -> None:
         url = emulator.url
         for part in order:
             if part == "1":
-                results["scale"] = part_poll_cost(emulator, env, config["scale"])
+                sizes = only_schemes(config["scale"], args.schemes)
+                results["scale"] = part_poll_cost(emulator, env, sizes, config["scale_runs"])
             elif part == "2":
                 results["adaptive"] = part_adaptive(url, env, config["mix_runs"], config["mix_scale"])
             elif part == "3":
@@ -520,7 +577,7 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=1))
     table = report(results)
     print(table)
-    if {"1", "2", "3"} <= parts and not args.no_doc:
+    if {"1", "2", "3"} <= parts and config.get("doc", True) and not args.no_doc:
         write_doc(args.mode, command, table, elapsed)
         log(f"wrote {DOC.relative_to(REPO)}")
     log(f"done in {elapsed / 60:.1f} min")

@@ -17,8 +17,10 @@ from starlette.applications import Starlette
 
 from airflow_provider_wfrun.emulator import platforms
 from airflow_provider_wfrun.emulator.core import (
+    LLM_RUNS,
     SCENARIO_INPUT_KEY,
     EmulatorState,
+    TypicalRuns,
     control_routes,
     unknown_route,
 )
@@ -76,13 +78,10 @@ def example_run(platform: str, inputs: dict[str, Any]) -> dict[str, Any]:
     the module's ``EXAMPLE_WORKFLOW_ID`` (None: the key selects the workflow). Tests, the demo and the
     live tier build every platform's runs with this, so a new platform needs no list edited there.
     """
-    module = next((m for m in discover_platforms() if platform == m.NAME), None)
-    if module is None:
-        raise ValueError(f"no emulated platform {platform!r}; known: {platform_names()}")
-    shape = getattr(module, "example_run", None)
+    shape = getattr(_module(platform), "example_run", None)
     if callable(shape):
         return dict(shape(inputs))
-    return {"inputs": inputs, "workflow_id": getattr(module, "EXAMPLE_WORKFLOW_ID", None)}
+    return {"inputs": inputs, "workflow_id": getattr(_module(platform), "EXAMPLE_WORKFLOW_ID", None)}
 
 
 def example_outputs(platform: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +89,20 @@ def example_outputs(platform: str, inputs: dict[str, Any]) -> dict[str, Any]:
     The outputs a run of :func:`example_run` reports when its scenario gives none: the inputs echoed (minus
     the scenario key), as the platform's module shapes them (``example_outputs(inputs)``).
     """
-    module = next(m for m in discover_platforms() if platform == m.NAME)
     echoed = {key: value for key, value in inputs.items() if key != SCENARIO_INPUT_KEY}
-    shape = getattr(module, "example_outputs", None)
+    shape = getattr(_module(platform), "example_outputs", None)
     return dict(shape(echoed)) if callable(shape) else echoed
+
+
+def typical_runs(platform: str) -> TypicalRuns:
+    """How long ``platform``'s runs usually queue and run: its module's ``TYPICAL_RUNS``, else LLM runs."""
+    typical = getattr(_module(platform), "TYPICAL_RUNS", LLM_RUNS)
+    assert isinstance(typical, TypicalRuns)
+    return typical
+
+
+def _module(platform: str) -> ModuleType:
+    module = next((m for m in discover_platforms() if platform == m.NAME), None)
+    if module is None:
+        raise ValueError(f"no emulated platform {platform!r}; known: {platform_names()}")
+    return module

@@ -166,6 +166,33 @@ class Scenario(BaseModel):
         return self.model_copy(update={name: getattr(patch, name) for name in patch.model_fields_set})
 
 
+@dataclass(frozen=True)
+class TypicalRuns:
+    """
+    How long a platform's runs usually queue and run, in seconds: what a realistic mix of runs draws from
+    (the benchmarks' part 2). A platform module may set ``TYPICAL_RUNS``; :data:`LLM_RUNS` otherwise.
+    """
+
+    queue: tuple[float, float] = (0.0, 0.0)
+    duration: tuple[float, float] = (3.0, 300.0)
+    #: Durations spread evenly on a log scale (most runs short) rather than evenly.
+    log_scale: bool = True
+
+    def draw(self, rng: random.Random) -> tuple[float, float]:
+        """One run's ``(queue_seconds, duration_seconds)``."""
+        queue = rng.uniform(*self.queue) if self.queue[1] > 0 else 0.0
+        low, high = self.duration
+        if self.log_scale:
+            return queue, math.exp(rng.uniform(math.log(low), math.log(high)))
+        return queue, rng.uniform(low, high)
+
+
+#: LLM workflows: no queue, 3 s to 5 min, most of them short.
+LLM_RUNS = TypicalRuns()
+#: GPU runs: wait up to a minute for a GPU (the platform may estimate the wait), then run 20 s to 5 min.
+GPU_RUNS = TypicalRuns(queue=(0.0, 60.0), duration=(20.0, 300.0), log_scale=False)
+
+
 class Fault(BaseModel):
     """A failure to inject on matching platform requests (never on the control API)."""
 

@@ -112,6 +112,8 @@ MAX_QUEUE_POSITION = 10**9
 _READ_ERRORS = (ValidationError, ValueError, TypeError, ArithmeticError, RecursionError, KeyError, OSError)
 
 Reader = Callable[[Any, Mapping[str, Any]], Any]
+#: In :attr:`PlatformAdapter.status_path`: the key that is the run's id.
+RUN_ID = "{run_id}"
 
 
 def tolerant(read: Reader) -> WrapValidator:
@@ -358,6 +360,9 @@ class PlatformAdapter(ABC):
     default_timezone: ClassVar[tzinfo] = timezone.utc
     #: Platform status word -> normalized status.
     statuses: ClassVar[Mapping[str, RunStatus]]
+    #: Where a poll's answer carries the status word, as keys from the body's root: :data:`RUN_ID` where
+    #: the run id is the key (ComfyUI's history), an integer for a list item (Coze's ``data[0]``).
+    status_path: ClassVar[tuple[str | int, ...]]
     #: Connection extra fields this platform reads, as the connection form shows them (label, description,
     #: ``kind`` str or bool, placeholder); ``connection_form`` builds Airflow's forms from them.
     extra_fields: ClassVar[Mapping[str, ExtraFieldSpec]] = {}
@@ -675,6 +680,20 @@ class PlatformAdapter(ABC):
                     _shown(value),
                 )
         return parsed
+
+    def status_word(self, payload: Any, *, run_id: str) -> str | None:
+        """
+        The status word alone, read along :attr:`status_path` without validating anything else: what a
+        client that checks only that field sees (the benchmarks' peers); :meth:`parse_run` reads the whole
+        answer. None where the answer has no word there (ComfyUI's history of a prompt still running).
+        """
+        value = payload
+        for step in self.status_path:
+            try:
+                value = value[run_id if step == RUN_ID else step]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return value if isinstance(value, str) else None
 
     def map_status(self, word: str | None, *, run_id: str | None = None) -> RunStatus:
         if word is None:

@@ -185,6 +185,7 @@ class ChenyuAdapter(PlatformAdapter):
         "canceled": RunStatus.CANCELED,
         "cancelled": RunStatus.CANCELED,
     }
+    status_path = ("data", "status")
 
     def submit_request(
         self,

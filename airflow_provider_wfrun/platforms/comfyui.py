@@ -27,6 +27,7 @@ from airflow_provider_wfrun.exceptions import InvalidInputError, RunNotFoundErro
 from airflow_provider_wfrun.models import OutputFile, RunError, RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms.base import (
     MAX_OUTPUT_FILES,
+    RUN_ID,
     ApiRequest,
     ErrorInfo,
     Message,
@@ -104,6 +105,7 @@ class ComfyuiAdapter(PlatformAdapter):
         NOT_IN_HISTORY: RunStatus.UNKNOWN,
         NOT_QUEUED: RunStatus.UNKNOWN,
     }
+    status_path = (RUN_ID, "status", "status_str")
 
     # --- requests ------------------------------------------------------------------------------
     def submit_request(

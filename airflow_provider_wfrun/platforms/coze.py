@@ -84,6 +84,7 @@ class CozeAdapter(PlatformAdapter):
         "Success": RunStatus.SUCCEEDED,
         "Fail": RunStatus.FAILED,
     }
+    status_path = ("data", 0, "execute_status")
 
     def submit_request(
         self,

@@ -175,6 +175,7 @@ class DifyAdapter(PlatformAdapter):
         "failed": RunStatus.FAILED,
         "stopped": RunStatus.CANCELED,
     }
+    status_path = ("status",)
 
     @property
     def user(self) -> str:

@@ -64,6 +64,7 @@ class GptbotsAdapter(PlatformAdapter):
         "SUCCEED": RunStatus.SUCCEEDED,
         "FAILED": RunStatus.FAILED,
     }
+    status_path = ("status",)
 
     def submit_request(
         self,

@@ -36,8 +36,9 @@ def test_the_form_has_labels_placeholders_and_only_the_fields_used(airflow_ui, p
 
     host = dialog.get_by_label("API root URL", exact=True)
     assert host.get_attribute("placeholder") == adapter.default_host
-    key = dialog.get_by_label("API key", exact=True)
-    assert key.get_attribute("placeholder") == f"{adapter.display_name} API key"
+    key = dialog.get_by_label(form.password_label, exact=True)
+    assert key.get_attribute("placeholder") == form.password_placeholder
+    assert ("optional" in form.password_label) == (not adapter.requires_api_key)
     assert key.get_attribute("type") == "password"
     for hidden in ("Login", "Port", "Schema"):
         assert dialog.get_by_label(hidden, exact=True).count() == 0, f"{hidden} shown ({HIDDEN_FIELDS})"

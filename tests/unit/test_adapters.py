@@ -455,6 +455,41 @@ def test_unknown_status_is_kept_not_terminal_and_logged_once(caplog):
     ) == 1
 
 
+#: A poll's answer about a finished run, per platform, with the run's id.
+FINISHED_ANSWERS = {
+    "chenyu": ("chenyu/execution_succeeded.json", "wfrun_314ff7d8b7a5beff1388"),
+    "comfyui": ("comfyui/history_success.json", "5b4e3c8a-2f6d-4b8e-9a71-3c2d1e0f9a88"),
+    "coze": ("coze/history_success.json", "7484523878849822754:7485110364436357130"),
+    "dify": ("dify/run_detail_service_api.json", "fb47b2e6-5e43-4f90-be01-d5c5a088d156"),
+    "gptbots": ("gptbots/query_result_succeed.json", "xxxxxxxx"),
+}
+
+
+def test_every_platform_has_a_finished_answer_to_read_the_status_from():
+    assert set(FINISHED_ANSWERS) == set(adapter_classes())
+
+
+@pytest.mark.parametrize("platform", sorted(FINISHED_ANSWERS))
+def test_the_status_word_alone_is_the_word_the_whole_answer_gives(platform):
+    """What a client checking one field reads (the benchmarks' peers) is what ``parse_run`` reads."""
+    name, run_id = FINISHED_ANSWERS[platform]
+    adapter = get_adapter(platform)
+    payload = fixture(name)
+    word = adapter.status_word(payload, run_id=run_id)
+    assert word == adapter.parse_run(payload, run_id=run_id).platform_status
+    assert adapter.statuses[word] is RunStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, [], None, "succeeded", {"data": []}, {"data": {"status": 3}}, {"status": None}, {"run": {}}],
+)
+def test_an_answer_without_a_status_word_where_the_platform_puts_it_reads_as_none(payload):
+    """ComfyUI's history of a prompt still running is ``{}``: no word, not an error."""
+    for platform in adapter_classes():
+        assert get_adapter(platform).status_word(payload, run_id="run") is None, platform
+
+
 def test_extra_fields_tolerated_and_missing_optional_fields_are_none():
     payload = {"workflowRunId": "r1", "status": "RUNNING", "brandNewField": {"x": 1}}
     run = get_adapter("gptbots").parse_run(payload, run_id="r1")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from airflow_provider_wfrun.connection_form import COMMON_EXTRA_FIELDS
+from airflow_provider_wfrun.connection_form import COMMON_EXTRA_FIELDS, form_of
 from airflow_provider_wfrun.get_provider_info import get_provider_info
 from airflow_provider_wfrun.hooks.workflow_run import PLATFORM_HOOKS
 from airflow_provider_wfrun.platforms import adapter_classes
@@ -38,6 +38,7 @@ def test_connection_types_are_read_from_the_adapters_as_they_are():
         item = declared[conn_type]
         assert item["hook-name"] == adapter.display_name
         assert item["ui-field-behaviour"]["placeholders"]["host"] == adapter.default_host
+        assert item["ui-field-behaviour"]["relabeling"]["password"] == form_of(adapter).password_label
         assert set(item["conn-fields"]) == {*adapter.extra_fields, *COMMON_EXTRA_FIELDS}
         hook_class = PLATFORM_HOOKS[conn_type]
         assert item["hook-class-name"] == f"{hook_class.__module__}.{hook_class.__name__}"
@@ -69,8 +70,12 @@ def test_airflow_serves_the_connection_form_with_labels_and_kinds(conn_type):
     standard = meta.standard_fields
     assert standard.host.title == "API root URL"
     assert standard.host.placeholder == adapter.default_host
-    assert standard.password.title == "API key"
-    assert standard.password.placeholder == f"{adapter.display_name} API key"
+    if adapter.requires_api_key:
+        assert standard.password.title == "API key"
+        assert standard.password.placeholder == f"{adapter.display_name} API key"
+    else:  # a server that may run without one (ComfyUI): the form says the key is optional
+        assert standard.password.title == "API key (optional)"
+        assert standard.password.placeholder == f"{adapter.display_name} API key, if the server asks for one"
     for hidden in (standard.login, standard.port, standard.url_schema):
         assert hidden.hidden
     extras = meta.extra_fields
@@ -81,6 +86,16 @@ def test_airflow_serves_the_connection_form_with_labels_and_kinds(conn_type):
         assert schema["title"] == spec["label"]
         assert schema["type"][0] == ("boolean" if spec.get("kind") == "bool" else "string")
     assert extras["run_url_template"]["schema"]["title"] == "Run URL template"
+
+
+def test_only_the_platforms_that_may_run_without_a_key_call_it_optional():
+    optional = {
+        conn_type
+        for conn_type, hook_class in PLATFORM_HOOKS.items()
+        if "optional" in hook_class.get_ui_field_behaviour()["relabeling"]["password"]
+    }
+    assert optional == {name for name, adapter in adapter_classes().items() if not adapter.requires_api_key}
+    assert "comfyui" in optional
 
 
 def test_each_platform_hook_carries_the_form_in_its_own_class_dict():

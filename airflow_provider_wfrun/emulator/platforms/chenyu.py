@@ -22,6 +22,7 @@ from starlette.routing import Route
 from airflow_provider_wfrun.emulator import files
 from airflow_provider_wfrun.emulator.core import (
     DEFAULT_LOG_LINES,
+    GPU_RUNS,
     TERMINAL_PHASES,
     ApiError,
     Dialect,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 NAME = "chenyu"
 ROOT = "/chenyu/api/open/v2"
+#: GPU workflows: a run waits for a GPU, then runs.
+TYPICAL_RUNS = GPU_RUNS
 DEFAULT_COST_CNY = 0.0002878
 #: The workflow tests and the demo run (chenyu needs one; any id is accepted).
 EXAMPLE_WORKFLOW_ID = "wf_861ef31e94dcfb10e6e7"

@@ -27,6 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from airflow_provider_wfrun.emulator.core import (
+    GPU_RUNS,
     SCENARIO_INPUT_KEY,
     ApiError,
     Dialect,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 NAME = "comfyui"
 ROOT = "/comfyui"
+#: GPU workflows: a run waits for a GPU, then runs.
+TYPICAL_RUNS = GPU_RUNS
 #: Nodes whose results appear in a prompt's history outputs.
 ECHO_NODE = "WfrunEcho"
 OUTPUT_NODES = frozenset({"SaveImage", "PreviewImage", ECHO_NODE})
