@@ -1600,3 +1600,279 @@ def test_a_chenyu_settlement_about_another_run_is_refused():
     ) as caught:
         adapter.apply_settlement(run, fixture("chenyu/info_succeeded.json"))
     assert caught.value.field == "data.run_order_id"
+
+
+# --- what a platform without a feature says --------------------------------------------------------------
+WITHOUT_FORMS = [name for name, adapter in adapter_classes().items() if not adapter.supports_human_input]
+
+
+@pytest.mark.parametrize("platform", WITHOUT_FORMS)
+def test_a_platform_without_forms_says_so_for_every_form_call(platform):
+    adapter = get_adapter(platform)
+    message = f"[{platform}] {adapter.display_name} runs do not pause for a form"
+    calls = (
+        lambda: adapter.events_request("r"),
+        lambda: adapter.follow_form({"event": "human_input_required"}, None, run_id="r"),
+        lambda: adapter.answer_request("tok", action="approve", inputs={}),
+    )
+    for call in calls:
+        with pytest.raises(NotSupportedError) as caught:
+            call()
+        assert (str(caught.value), caught.value.platform) == (message, platform)
+
+
+def test_a_platform_without_uploads_says_so_and_what_to_do_instead():
+    adapter = get_adapter("gptbots")
+    with pytest.raises(NotSupportedError) as limit:
+        adapter.upload_limit("cat.png", "image/png")
+    assert str(limit.value) == (
+        "[gptbots] GPTBots documents no API to upload input files, so 'cat.png' cannot be passed as a file; "
+        "pass a public URL in inputs instead, or upload it yourself"
+    )
+    for call in (
+        lambda: adapter.upload_request("cat.png", b"x", "image/png"),
+        lambda: adapter.parse_upload({}, media_type="image/png"),
+    ):
+        with pytest.raises(NotSupportedError) as caught:
+            call()
+        assert (str(caught.value), caught.value.platform) == (
+            "[gptbots] GPTBots takes no file uploads",
+            "gptbots",
+        )
+
+
+def test_the_cancel_calls_of_one_call_platforms_pass_the_run_and_task():
+    with pytest.raises(NotSupportedError) as caught:
+        get_adapter("gptbots").cancel_requests("wr_1", task_id=None)
+    assert (
+        str(caught.value)
+        == "[gptbots run wr_1] GPTBots has no API to cancel a workflow run; it will run to completion"
+    )
+    [stop] = get_adapter("dify").cancel_requests("r", task_id="t-9")
+    assert (stop.method, stop.path) == ("POST", "/workflows/tasks/t-9/stop")
+
+
+def test_a_submit_answer_is_read_alone_where_the_request_adds_nothing():
+    adapter = get_adapter("gptbots")
+    request = adapter.submit_request({}, workflow_id=None, idempotency_key=None)
+    payload = fixture("gptbots/invoke_async_pending.json")
+    assert adapter.submitted(payload, request) == adapter.parse_submit(payload)
+
+
+# --- chenyu uploads and errors --------------------------------------------------------------------------
+def test_chenyu_upload_request_is_a_post_of_the_file():
+    adapter = get_adapter("chenyu")
+    request = adapter.upload_request("clip.mp4", b"\x00\x01", "video/mp4")
+    assert (request.method, request.path, request.json) == ("POST", "/assets", None)
+    assert request.form == {"media_type": "video", "purpose": "temp_input"}
+    assert request.files == {"file": ("clip.mp4", b"\x00\x01", "video/mp4")}
+    with pytest.raises(InvalidInputError) as untyped:
+        adapter.upload_limit("clip", None)
+    assert str(untyped.value).startswith(
+        "[chenyu] the type of input file 'clip' cannot be told from its name"
+    )
+
+
+def test_chenyu_upload_answer_without_an_asset_names_the_field():
+    with pytest.raises(InvalidResponseError) as caught:
+        get_adapter("chenyu").parse_upload({"code": 0, "msg": "ok", "data": {}}, media_type="image/png")
+    assert caught.value.field == "data.asset_uri"
+
+
+def test_chenyu_settlement_about_another_run_names_both():
+    adapter = get_adapter("chenyu")
+    run = adapter.parse_run(fixture("chenyu/execution_succeeded.json"), run_id="wfrun_1")
+    with pytest.raises(InvalidResponseError) as caught:
+        adapter.apply_settlement(run, fixture("chenyu/info_succeeded.json"))
+    assert str(caught.value) == (
+        "[chenyu run wfrun_1] asked for the settlement of run 'wfrun_1', the platform answered about run "
+        "'wfrun_314ff7d8b7a5beff1388'; the answer was not used"
+    )
+
+
+def test_chenyu_failed_run_with_an_error_but_no_reason_says_so():
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"] |= {"status": "failed", "error": {"detail": "stack trace", "engine_code": "E1"}}
+    run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert run.error == RunError(reason="chenyu reported the run failed without a reason")
+
+
+def test_an_error_code_that_is_the_http_status_is_not_repeated():
+    with pytest.raises(PlatformError) as caught:
+        get_adapter("chenyu").raise_for_error(500, {"code": 500, "msg": "internal", "data": None})
+    assert str(caught.value) == "[chenyu] platform error 500: internal"
+
+
+def test_a_404_with_the_platforms_error_body_gives_no_host_hint():
+    with pytest.raises(RunNotFoundError) as caught:
+        get_adapter("dify").raise_for_error(404, fixture("dify/error_not_found.json"), run_id="r1")
+    assert str(caught.value) == "[dify run r1] not found: Workflow run not found."
+
+
+def test_an_unreadable_code_is_named_by_its_type():
+    assert get_adapter("gptbots").error_info({"code": float("nan"), "message": "m"}) == ErrorInfo(
+        code="<unreadable float>", message="m"
+    )
+
+
+def test_a_bad_timezone_extra_says_what_is_accepted():
+    with pytest.raises(InvalidInputError) as caught:
+        get_adapter("dify", {"timezone": "Mars/Base"})
+    assert str(caught.value) == (
+        "[dify] connection extra timezone 'Mars/Base' is not a time zone; use an IANA name such as "
+        "'Asia/Shanghai' or 'UTC', or an offset such as '+08:00'"
+    )
+
+
+# --- tolerant reading: the bounds -------------------------------------------------------------------------
+def _failed_gptbots_run(message: Any) -> Any:
+    payload = fixture("gptbots/query_result_succeed.json") | {"status": "FAILED", "message": message}
+    return get_adapter("gptbots").parse_run(payload, run_id="x").error
+
+
+NO_REASON = RunError(reason="GPTBots reported FAILED and gives no reason; see the run's log there")
+
+
+def test_a_message_nested_five_deep_is_unreadable_in_objects_and_lists():
+    in_objects: Any = "bottom"
+    in_lists: Any = "bottom"
+    for _ in range(4):
+        in_objects, in_lists = {"message": in_objects}, [in_lists]
+    assert (_failed_gptbots_run(in_objects), _failed_gptbots_run(in_lists)) == (
+        RunError(reason="bottom"),
+        RunError(reason="bottom"),
+    )
+    assert (_failed_gptbots_run({"message": in_objects}), _failed_gptbots_run([in_lists])) == (
+        NO_REASON,
+        NO_REASON,
+    )
+
+
+def test_values_of_an_unreadable_field_are_shown_cut_at_80_characters(caplog):
+    adapter = get_adapter("gptbots")
+    payload = fixture("gptbots/invoke_async_pending.json")
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        for run_id, text in (("a", "x" * 78), ("b", "x" * 79)):
+            adapter.parse_run(payload | {"workflowRunId": run_id, "totalTokens": text}, run_id=run_id)
+    shown = [record.getMessage().partition("(got ")[2].partition(");")[0] for record in caplog.records]
+    assert shown == [f"str '{'x' * 78}'", f"str '{'x' * 79}..."]  # 81 characters: cut at 80
+
+
+def test_a_value_too_deep_to_show_is_logged_as_such(caplog):
+    deep: Any = {}
+    for _ in range(5000):
+        deep = {"message": deep}
+    payload = fixture("gptbots/query_result_succeed.json") | {"status": "FAILED", "message": deep}
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        run = get_adapter("gptbots").parse_run(payload, run_id="x")
+    assert run.error == NO_REASON
+    assert [record.getMessage() for record in caplog.records] == [
+        f"gptbots run x: field 'message' could not be read (got dict <nested too deeply to show>); {KEPT}"
+    ]
+
+
+def test_each_unreadable_field_and_unknown_word_is_logged_once_for_each_run(caplog):
+    adapter = get_adapter("gptbots")
+    payload = fixture("gptbots/invoke_async_pending.json") | {"totalTokens": "many"}
+    with caplog.at_level(logging.WARNING):
+        for run_id in ("a", "b"):
+            adapter.parse_run(payload | {"workflowRunId": run_id}, run_id=run_id)
+        for word in ("NEW_1", "NEW_2"):
+            adapter.map_status(word, run_id="a")
+    messages = [record.getMessage() for record in caplog.records]
+    assert [message.partition(":")[0] for message in messages if "totalTokens" in message] == [
+        "gptbots run a",
+        "gptbots run b",
+    ]
+    assert sum("'NEW_1'" in message or "'NEW_2'" in message for message in messages) == 2
+
+
+def test_a_run_url_that_cannot_be_filled_is_logged_for_each_run(caplog):
+    adapter = get_adapter("dify", {"run_url_template": "https://d/{nope}"})
+    run = adapter.parse_run(fixture("dify/run_detail_service_api.json"), run_id="r")
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        for run_id in ("a", "b"):
+            adapter.with_run_url(run.model_copy(update={"run_id": run_id}), base_url="http://h")
+    assert len(caplog.records) == 2
+
+
+def test_dropped_list_items_are_shown_three_at_most(caplog):
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"]["logs"] = [1, 2, 3, 4, {"message": "kept"}]
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_wfrun.platforms.base"):
+        get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    assert "(got list [1, 2, 3]);" in caplog.text
+
+
+def test_lowercase_z_times_are_utc_and_times_are_utc_whatever_the_machines_zone(monkeypatch):
+    import time
+
+    payload = fixture("chenyu/execution_succeeded.json")
+    payload["data"] |= {"started_at": "2026-05-08T10:00:01z", "terminal_at": "2026-05-08T18:00:10+08:00"}
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        run = get_adapter("chenyu").parse_run(payload, run_id="wfrun_1")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (run.started_at, run.finished_at) == (utc(2026, 5, 8, 10, 0, 1), utc(2026, 5, 8, 10, 0, 10))
+    result = run.result_dict()
+    assert (result["started_at"], result["finished_at"]) == (
+        "2026-05-08T10:00:01+00:00",
+        "2026-05-08T10:00:10+00:00",
+    )
+
+
+# --- output files: which values are files, and their names ----------------------------------------------
+def test_url_outputs_are_files_only_when_they_are_links_with_a_name():
+    from airflow_provider_wfrun.platforms.base import url_files
+
+    outputs = {
+        "plain": "http://h/a/cat.png",
+        "slash": "https://h/a/report.pdf/",
+        "escaped": "https://h/a%5Cb.png",
+        "upper": "https://h/files/SHEET.XLSX",
+        "spaced": "https://h/a b.png",
+        "ftp": "ftp://h/a.png",
+        "bare": "https://h/",
+    }
+    assert [(f.output_key, f.name, f.media_type) for f in url_files(outputs)] == [
+        ("plain", "cat.png", "image/png"),
+        ("slash", "report.pdf", "application/pdf"),
+        ("escaped", "a_b.png", "image/png"),
+        ("upper", "SHEET.XLSX", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ]
+    assert url_files({"pict": "https://h/old.pict"})[0].media_type == "image/pict"
+
+
+@pytest.mark.parametrize("container", ["dict", "list"])
+def test_output_file_search_reaches_exactly_eight_levels(container):
+    from airflow_provider_wfrun.platforms.base import MAX_OUTPUT_DEPTH, url_files
+
+    def nested(levels: int) -> Any:
+        value: Any = f"https://h/{levels}.png"
+        for _ in range(levels - 1):
+            value = {"k": value} if container == "dict" else [value]
+        return value
+
+    found = url_files({"a": nested(MAX_OUTPUT_DEPTH), "b": nested(MAX_OUTPUT_DEPTH + 1)})
+    assert [f.name for f in found] == [f"{MAX_OUTPUT_DEPTH}.png"]
+
+
+def test_output_file_search_looks_at_ten_thousand_values_at_most():
+    from airflow_provider_wfrun.platforms.base import url_files
+
+    for fillers, found in ((9998, ["f.png"]), (9999, [])):
+        outputs = {"a": ["x"] * fillers, "b": "https://h/f.png"}
+        assert [f.name for f in url_files(outputs)] == found
+
+
+def test_urls_keep_their_base_path_whatever_its_last_letter():
+    assert ApiRequest("GET", "/a").url("http://h/APIX/") == "http://h/APIX/a"
+    adapter = get_adapter("comfyui")
+    run = adapter.parse_run(
+        fixture("comfyui/history_success.json"), run_id="5b4e3c8a-2f6d-4b8e-9a71-3c2d1e0f9a88"
+    )
+    urls = [f.url for f in adapter.output_files(run, base_url="http://h/BOX")]
+    assert urls[0] == "http://h/BOX/view?filename=ComfyUI_00007_.png&subfolder=&type=output"
