@@ -1,10 +1,14 @@
-"""ComfyUI input files: what ``/upload/image`` is sent, what it takes, and the name a load node then reads."""
+"""
+ComfyUI input files (what ``/upload/image`` is sent, what it takes, the name a load node then reads), and a
+prompt that a cancel removed.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from airflow_provider_wfrun.exceptions import InvalidInputError, InvalidResponseError
+from airflow_provider_wfrun.models import RunStatus
 from airflow_provider_wfrun.platforms import get_adapter
 
 
@@ -28,13 +32,23 @@ def test_images_video_and_audio_fit_under_the_servers_default_cap(adapter, name,
 
 
 def test_a_file_no_load_node_reads_is_refused_before_reading(adapter):
-    with pytest.raises(
-        InvalidInputError, match=r"'notes.pdf' is application/pdf; ComfyUI's load nodes read"
-    ) as err:
+    with pytest.raises(InvalidInputError) as err:
         adapter.upload_limit("notes.pdf", "application/pdf")
+    assert str(err.value) == (
+        "[comfyui] input file 'notes.pdf' is application/pdf; ComfyUI's load nodes read images, video and "
+        "audio, so pass one of those (or its URL as text to a node that downloads it)"
+    )
     assert err.value.platform == "comfyui"
-    with pytest.raises(InvalidInputError, match="cannot be told from its name"):
+    with pytest.raises(InvalidInputError, match="the type of input file 'blob' cannot be told from its name"):
         adapter.upload_limit("blob", None)
+
+
+def test_a_prompt_gone_after_its_cancel_was_removed_by_it(adapter):
+    """Deleting a pending prompt leaves no trace; the hook asks the adapter what a vanished run means."""
+    removed = adapter.removed_by_cancel("p-1")
+    assert (removed.platform, removed.run_id, removed.status) == ("comfyui", "p-1", RunStatus.CANCELED)
+    assert removed.error.reason == "ComfyUI removed the prompt from its queue when asked to cancel it"
+    assert get_adapter("dify").removed_by_cancel("r-1") is None
 
 
 @pytest.mark.parametrize(
