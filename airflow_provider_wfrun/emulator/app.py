@@ -78,10 +78,11 @@ def example_run(platform: str, inputs: dict[str, Any]) -> dict[str, Any]:
     the module's ``EXAMPLE_WORKFLOW_ID`` (None: the key selects the workflow). Tests, the demo and the
     live tier build every platform's runs with this, so a new platform needs no list edited there.
     """
-    shape = getattr(_module(platform), "example_run", None)
+    module = _module(platform)
+    shape = getattr(module, "example_run", None)
     if callable(shape):
         return dict(shape(inputs))
-    return {"inputs": inputs, "workflow_id": getattr(_module(platform), "EXAMPLE_WORKFLOW_ID", None)}
+    return {"inputs": inputs, "workflow_id": getattr(module, "EXAMPLE_WORKFLOW_ID", None)}
 
 
 def example_outputs(platform: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +98,8 @@ def example_outputs(platform: str, inputs: dict[str, Any]) -> dict[str, Any]:
 def typical_runs(platform: str) -> TypicalRuns:
     """How long ``platform``'s runs usually queue and run: its module's ``TYPICAL_RUNS``, else LLM runs."""
     typical = getattr(_module(platform), "TYPICAL_RUNS", LLM_RUNS)
-    assert isinstance(typical, TypicalRuns)
+    if not isinstance(typical, TypicalRuns):
+        raise TypeError(f"{platform}'s TYPICAL_RUNS must be a TypicalRuns, got {type(typical).__name__}")
     return typical
 
 

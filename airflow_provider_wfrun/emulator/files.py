@@ -79,8 +79,9 @@ async def read_upload(
     media_type = upload.content_type or ""
     if not media_type:
         raise ApiError(415, "File type not allowed.", "unsupported_file_type")
-    content = await upload.read()
-    if len(content) > limit(upload.filename, media_type):
+    cap = limit(upload.filename, media_type)
+    content = await upload.read(cap + 1)  # never more than the cap (plus one byte to see past it)
+    if len(content) > cap:
         raise ApiError(413, "", "file_too_large")
     return store(state, upload.filename, content, media_type, prefix)
 

@@ -325,7 +325,7 @@ async def _view(state: EmulatorState, request: Request) -> Response:
     query = request.query_params
     name, kind = query.get("filename", ""), query.get("type", "output")
     if kind == "input":
-        stored = _input_file(state, "/".join(filter(None, (query.get("subfolder", ""), name))))
+        stored = _input_file(state, _joined(query.get("subfolder", ""), name))
         if stored is None:
             raise ApiError(404)
         return Response(stored.content, media_type=stored.media_type)
@@ -354,6 +354,11 @@ def _output(state: EmulatorState, name: str, kind: str) -> str | None:
 
 
 # --- uploads -------------------------------------------------------------------------------------------
+def _joined(subfolder: str, name: str) -> str:
+    """A file's path in the input folder, as a load node names it: ``subfolder/name`` or ``name``."""
+    return f"{subfolder}/{name}" if subfolder else name
+
+
 def _input_key(path: str) -> str:
     return f"{NAME}:input/{path.removesuffix(' [input]')}"
 
@@ -369,7 +374,7 @@ async def _upload(state: EmulatorState, request: Request) -> Response:
     image = form.get("image")
     if not isinstance(image, UploadFile) or not image.filename or "/" in image.filename:
         raise ApiError(400)
-    content = await image.read()
+    content = await image.read(UPLOAD_LIMIT + 1)  # never more than the cap (plus one byte to see past it)
     if len(content) > UPLOAD_LIMIT:
         raise ApiError(413)
     subfolder = str(form.get("subfolder") or "")
@@ -377,12 +382,12 @@ async def _upload(state: EmulatorState, request: Request) -> Response:
     filename = image.filename
     stem, dot, extension = filename.rpartition(".") if "." in filename else (filename, "", "")
     name, copy = filename, 0
-    while (existing := _input_file(state, "/".join(filter(None, (subfolder, name))))) is not None:
+    while (existing := _input_file(state, _joined(subfolder, name))) is not None:
         if existing.content == content:
             break
         copy += 1
         name = f"{stem} ({copy}){dot}{extension}"
-    path = "/".join(filter(None, (subfolder, name)))
+    path = _joined(subfolder, name)
     media_type = image.content_type or "application/octet-stream"
     if kind == "input":
         state.files[_input_key(path)] = StoredFile(_input_key(path), name, content, media_type)
