@@ -27,7 +27,6 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import httpx
 from httpx_sse import EventSource
 
@@ -40,6 +39,7 @@ from airflow_provider_wfrun.exceptions import (
 if TYPE_CHECKING:
     import ssl
 
+    import aiohttp
     import yarl
 
     from airflow_provider_wfrun.hooks.connection import HttpSettings
@@ -377,6 +377,10 @@ class shared_async_client:  # lower case: used like a function, ``async with sha
 
 
 def _new_session() -> aiohttp.ClientSession:
+    # aiohttp is imported here, by the first async call, not with the hook: a worker's task process (sync
+    # path only) then never pays for importing it.
+    import aiohttp
+
     connector = aiohttp.TCPConnector(
         limit=ASYNC_MAX_CONNECTIONS,
         limit_per_host=ASYNC_MAX_PER_HOST,
@@ -385,10 +389,6 @@ def _new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=True
     )
-
-
-#: aiohttp errors raised before the request left (refused, DNS, TLS handshake, connect timeout).
-_AIOHTTP_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 async def asend(
@@ -401,6 +401,8 @@ async def asend(
     where: Where,
 ) -> Reply:
     """One exchange on the shared session: a total deadline over connect, headers and body; a capped body."""
+    import aiohttp  # already loaded by ``_new_session``: a lookup, not an import
+
     try:
         async with session.request(
             request.method,
@@ -414,10 +416,12 @@ async def asend(
         ) as response:
             return Reply(response.status, response.headers, await _aread_capped(response, bounds, where))
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, _AIOHTTP_NOT_SENT):
+        # Raised before the request left: refused, DNS, TLS handshake, connect timeout.
+        not_sent = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+        if isinstance(exc, asyncio.TimeoutError) and not not_sent:
             raise deadline_error(where, bounds) from exc
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise connection_error(where, what, sent=not isinstance(exc, _AIOHTTP_NOT_SENT)) from exc
+        raise connection_error(where, what, sent=not not_sent) from exc
 
 
 async def _aread_capped(response: aiohttp.ClientResponse, bounds: Bounds, where: Where) -> bytes:

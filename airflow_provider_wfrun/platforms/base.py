@@ -89,9 +89,12 @@ class WireFormat(BaseModel):
     Only the fields a decision needs (the run id, the status word) are declared with plain strict types;
     every other field uses one of the tolerant types below, so an odd value degrades to None instead of
     failing the poll (see :func:`tolerant`).
+
+    Their validators are built on first use (``defer_build``), not on import: a task process uses one
+    platform and imports them all through the registry.
     """
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 # --- tolerant reading ----------------------------------------------------------------------------------

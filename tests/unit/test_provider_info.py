@@ -31,6 +31,20 @@ def test_any_module_can_be_the_first_import(module):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_a_task_process_that_runs_the_operator_does_not_import_aiohttp():
+    """The worker's task process uses the sync path only: aiohttp (the triggerer's client) stays unloaded."""
+    code = (
+        "import sys\n"
+        "from airflow_provider_wfrun.operators.workflow_run import RunWorkflowOperator\n"
+        "from airflow_provider_wfrun.sensors.workflow_run import WorkflowRunSensor\n"
+        "from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
 def test_connection_types_are_read_from_the_adapters_as_they_are():
     declared = {item["connection-type"]: item for item in get_provider_info()["connection-types"]}
     assert list(declared) == list(adapter_classes())
