@@ -17,6 +17,10 @@ Measured per triggerer: CPU seconds in the window (its process tree: the job and
 RSS per waiting run ((RSS in the window - RSS idle before any trigger) / triggers held), poll lateness
 (gap between two polls of one wait, as the server sees them, minus the interval; p50 and p99), and the
 time from the runs' end to the last trigger event and to the last task's success.
+
+Recorded directly, a third side waits in a fifth triggerer: Airflow's own ``DateTimeTrigger``, which does
+no I/O. Its RSS per waiting run is what Airflow's trigger machinery holds per trigger, the floor under
+both sides' figures.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import os
 import secrets
 import signal
@@ -33,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +58,9 @@ from airflow_provider_wfrun.emulator import EmulatorServer  # noqa: E402
 DAGS_DIR = REPO / "benchmarks" / "airflow_dags"
 SIDES = {"ours": "wfrun_scale_ours", "peers": "wfrun_scale_peers"}
 TRIGGERERS = {"ours": ("triggerer-1", "triggerer-2"), "peers": ("triggerer-3", "triggerer-4")}
+#: Airflow's floor, recorded directly only (through the workers it would add N task starts).
+FLOOR_DAG = "wfrun_scale_floor"
+FLOOR_TRIGGERERS = ("triggerer-5",)
 MODES = {
     "quick": {"n": 1000, "interval": 10.0, "window": 120.0, "direct": False, "tail_timeout": 7200.0},
     "full": {"n": 5000, "interval": 10.0, "window": 120.0, "direct": True, "tail_timeout": 900.0},
@@ -116,15 +125,22 @@ def rss(process: psutil.Process) -> int:
     return total
 
 
+def sides(direct: bool) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """Each side's DAG and triggerers: the floor only when the deferrals are recorded directly."""
+    if not direct:
+        return SIDES, TRIGGERERS
+    return {**SIDES, "floor": FLOOR_DAG}, {**TRIGGERERS, "floor": FLOOR_TRIGGERERS}
+
+
 def held_keys(airflow: DistributedAirflow) -> dict[str, set[str]]:
-    """Which wait (run id or peer URL) each triggerer holds: from the trigger rows' kwargs."""
+    """Which wait (run id, peer URL, or else trigger id) each triggerer holds: from the trigger rows."""
     held: dict[str, set[str]] = defaultdict(set)
     for trigger_id, host in airflow.query(
         "SELECT t.id, j.hostname FROM trigger t JOIN job j ON t.triggerer_id = j.id"
     ):
         kwargs = airflow.trigger_kwargs(trigger_id)
-        key = kwargs.get("run_id") or str(kwargs.get("endpoint", ""))
-        held[host].add(key)
+        key = kwargs.get("run_id") or kwargs.get("endpoint") or f"trigger {trigger_id}"
+        held[host].add(str(key))
     return held
 
 
@@ -136,18 +152,18 @@ def measure(
     with emulator:
         peer = {"conn_type": "http", "host": "127.0.0.1", "port": emulator.port, "schema": "http"}
         token = secrets.token_hex(4)
-        queues = {side: f"bench-{side}-{token}" for side in SIDES}
+        dag_ids, triggerers = sides(direct)
+        queues = {side: f"bench-{side}-{token}" for side in dag_ids}
         airflow = DistributedAirflow(
             home,
             emulator,
             dags_dir=DAGS_DIR,
-            dag_ids=tuple(SIDES.values()),
+            dag_ids=tuple(dag_ids.values()),
             components=(
                 "api-server",
                 "dag-processor",
                 "scheduler",
-                *TRIGGERERS["ours"],
-                *TRIGGERERS["peers"],
+                *(name for names in triggerers.values() for name in names),
                 "celery-worker-1",
                 "celery-worker-2",
             ),
@@ -163,11 +179,12 @@ def measure(
                 "WFRUN_BENCH_INTERVAL": str(interval),
                 "WFRUN_BENCH_OURS_QUEUE": queues["ours"],
                 "WFRUN_BENCH_PEERS_QUEUE": queues["peers"],
+                "WFRUN_BENCH_FLOOR_QUEUE": queues.get("floor", "default"),
                 "AIRFLOW_CONN_BENCH_PEER": json.dumps(peer),
                 "WFRUN_BENCH_POOL": HOLD_POOL if direct else "default_pool",
             },
             component_args={
-                name: ["--queues", queues[side]] for side, names in TRIGGERERS.items() for name in names
+                name: ["--queues", queues[side]] for side, names in triggerers.items() for name in names
             },
             extra_queues=tuple(queues.values()),
         )
@@ -225,25 +242,26 @@ def _measure(
     started = time.monotonic()
     airflow.start()
     log(f"Airflow up in {time.monotonic() - started:.0f} s")
-    triggerers = {
-        name: psutil.Process(airflow.processes[name].pid) for side in TRIGGERERS for name in TRIGGERERS[side]
-    }
+    dag_ids, side_triggerers = sides(direct)
+    names = [name for side_names in side_triggerers.values() for name in side_names]
+    triggerers = {name: psutil.Process(airflow.processes[name].pid) for name in names}
     idle_rss = {name: rss(process) for name, process in triggerers.items()}
     if direct:
         airflow.api("POST", "/api/v2/pools", json={"name": HOLD_POOL, "slots": 0, "include_deferred": False})
     started = time.monotonic()
-    run_ids = {side: airflow.trigger(dag_id, {"count": n}) for side, dag_id in SIDES.items()}
+    run_ids = {side: airflow.trigger(dag_id, {"count": n}) for side, dag_id in dag_ids.items()}
     if direct:
         defer_directly(airflow, emulator, run_ids, n, interval)
+    total = len(dag_ids) * n
 
     def all_waiting() -> bool:
         airflow.check_alive()
         (count,) = airflow.query("SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL")[0]
-        return count >= 2 * n
+        return count >= total
 
-    wait_for(f"{2 * n} triggers to run", all_waiting, timeout=7200, interval=10, on_fail=airflow.hint())
+    wait_for(f"{total} triggers to run", all_waiting, timeout=7200, interval=10, on_fail=airflow.hint())
     ramp = time.monotonic() - started
-    log(f"all {2 * n} waits deferred and assigned after {ramp:.0f} s; settling for {2 * interval:.0f} s")
+    log(f"all {total} waits deferred and assigned after {ramp:.0f} s; settling for {2 * interval:.0f} s")
     time.sleep(2 * interval)
     held = held_keys(airflow)
     cpu_start = {name: cpu_seconds(process) for name, process in triggerers.items()}
@@ -259,11 +277,12 @@ def _measure(
     recorder.released = True
     for run in emulator.state.runs.values():
         run.scenario = run.scenario.patched({"duration_seconds": max(0.0, time.monotonic() - run.start_mono)})
+    # The floor's waits never end: only the window is measured for it.
     finished = {
         side: tail(airflow, dag_id, run_ids[side], ended_wall, tail_timeout) for side, dag_id in SIDES.items()
     }
     rows = []
-    for side, names in TRIGGERERS.items():
+    for side, names in side_triggerers.items():
         for name in names:
             keys = held.get(name, set())
             gaps = recorder.lateness(keys, window_start, window_end, interval)
@@ -311,16 +330,23 @@ def defer_directly(
         rows = airflow.query(
             "SELECT count(*) FROM task_instance WHERE task_id = 'wait' AND state = 'scheduled'"
         )
-        return rows[0][0] >= 2 * n
+        return rows[0][0] >= total
 
-    wait_for(f"{2 * n} mapped task instances", expanded, timeout=1800, interval=5, on_fail=airflow.hint())
+    total = len(run_ids) * n
+    wait_for(f"{total} mapped task instances", expanded, timeout=1800, interval=5, on_fail=airflow.hint())
     runs = asyncio.run(submit_runs(emulator.url, [("dify", {"duration_seconds": 86400})] * n))
-    log(f"{2 * n} task instances expanded and held; {len(runs)} runs submitted; recording the deferrals")
+    log(f"{total} task instances expanded and held; {len(runs)} runs submitted; recording the deferrals")
     # Airflow's own models, on this deployment's database and Fernet key.
     os.environ.update({k: v for k, v in airflow.env.items() if k.startswith("AIRFLOW")})
+    from airflow import settings
+
+    # Importing Airflow (the deployment harness does) configured its ORM from the defaults: again, now.
+    settings.configure_vars()
+    settings.reconfigure_orm()
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
     from airflow.providers.http.triggers.http import HttpSensorTrigger
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select
@@ -346,8 +372,10 @@ def defer_directly(
             )
             for number in range(n)
         ],
+        "floor": [DateTimeTrigger(moment=datetime.fromtimestamp(end_time, timezone.utc))] * n,
     }
-    for side, dag_id in SIDES.items():
+    dag_ids, _ = sides(direct=True)
+    for side, dag_id in dag_ids.items():
         with create_session() as session:
             tis = session.scalars(
                 select(TaskInstance)
@@ -376,13 +404,12 @@ def defer_directly(
 
 
 def _timestamp(value: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def report(result: dict[str, Any]) -> str:
     n, interval, window = result["n"], result["interval"], result["window"]
+    waiting = n * len({row["side"] for row in result["rows"]})
     lines = [
         f"N = {n:,} deferred task instances per side, polling every {interval:.0f} s; window {window:.0f} s; "
         + (
@@ -390,22 +417,25 @@ def report(result: dict[str, Any]) -> str:
             if result["direct"]
             else "through the scheduler and the Celery workers"
         )
-        + f"; all {2 * n:,} waiting {result['ramp'] / 60:.1f} min after the DAG runs were triggered.",
+        + f"; all {waiting:,} waiting {result['ramp'] / 60:.1f} min after the DAG runs were triggered.",
         "",
         "| side | triggerer | waits held | CPU s in window | CPU ms per waited run per minute | RSS | "
         "RSS per waiting run | lateness p50 | lateness p99 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     per_side: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    rss_per_wait: dict[str, list[float]] = defaultdict(list)
     for row in result["rows"]:
+        if row["held"]:
+            rss_per_wait[row["side"]].append(row["rss_per_wait_kb"])
         per_minute = row["cpu_s"] * 1e3 / max(row["held"], 1) / (window / 60)
         per_side[row["side"]][0] += row["cpu_s"]
         per_side[row["side"]][1] += row["held"]
         lines.append(
             f"| {row['side']} | {row['triggerer']} | {row['held']:,} | {row['cpu_s']:.1f} | "
             f"{per_minute:.2f} | "
-            f"{row['rss_mb']:.0f} MB | {row['rss_per_wait_kb']:.1f} KB | {row['late_p50'] * 1e3:.0f} ms | "
-            f"{row['late_p99'] * 1e3:.0f} ms |"
+            f"{row['rss_mb']:.0f} MB | {row['rss_per_wait_kb']:.1f} KB | {_ms(row['late_p50'])} | "
+            f"{_ms(row['late_p99'])} |"
         )
     ours, peers = (per_side[side][0] / max(per_side[side][1], 1) for side in ("ours", "peers"))
     lines += [
@@ -415,6 +445,17 @@ def report(result: dict[str, Any]) -> str:
         if peers
         else "",
         "",
+        *(
+            [
+                "Airflow's own machinery per waiting trigger (the floor side's `DateTimeTrigger`, no I/O): "
+                f"{min(rss_per_wait['floor']):.1f} KB of RSS; above it, ours "
+                f"{_above(rss_per_wait['ours'], rss_per_wait['floor'])}, the peers "
+                f"{_above(rss_per_wait['peers'], rss_per_wait['floor'])}.",
+                "",
+            ]
+            if rss_per_wait.get("floor")
+            else []
+        ),
         "From every run's end (all at once) to the last trigger's event / to the last task's success: "
         + "; ".join(
             f"{side} {done['fired']:.0f} s / {done['tail']:.0f} s ({done['succeeded']:,} of {n:,} succeeded, "
@@ -424,6 +465,19 @@ def report(result: dict[str, Any]) -> str:
         + ".",
     ]
     return "\n".join(lines)
+
+
+def _above(side: list[float], floor: list[float]) -> str:
+    """A side's RSS per waiting run above the floor's, as a range over its triggerers."""
+    if not side:
+        return "(no waits held)"
+    low, high = min(side) - min(floor), max(side) - min(floor)
+    return f"{low:.1f} KB" if round(low, 1) == round(high, 1) else f"{low:.1f} to {high:.1f} KB"
+
+
+def _ms(seconds: float) -> str:
+    """Lateness in ms; a dash where nothing polls (the floor side)."""
+    return "-" if math.isnan(seconds) else f"{seconds * 1e3:.0f} ms"
 
 
 def main() -> None:

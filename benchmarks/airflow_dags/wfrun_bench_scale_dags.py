@@ -8,6 +8,8 @@ part 2). ``wfrun_scale_peers``: ``HttpSensor(deferrable=True)``, which waits in 
 ``HttpSensorTrigger`` until its URL stops answering 404. Each DAG routes its tasks to its own queue, so
 its triggers run in their own pair of triggerers and each side's CPU and memory are measured apart.
 The full size records the deferrals itself (``benchmarks/airflow_scale.py``), with the same triggers.
+``wfrun_scale_floor`` (recorded directly only): Airflow's own ``DateTimeTrigger``, which does no I/O, in
+a fifth triggerer: what a waiting trigger costs Airflow's machinery alone, the floor under both sides.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 
 import pendulum
 from airflow.providers.http.sensors.http import HttpSensor
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import DAG, BaseOperator, task
 
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
@@ -25,6 +28,7 @@ from airflow_provider_wfrun.triggers.workflow_run import WorkflowRunTrigger
 INTERVAL = float(os.environ.get("WFRUN_BENCH_INTERVAL", "10"))
 OURS_QUEUE = os.environ.get("WFRUN_BENCH_OURS_QUEUE", "default")
 PEERS_QUEUE = os.environ.get("WFRUN_BENCH_PEERS_QUEUE", "default")
+FLOOR_QUEUE = os.environ.get("WFRUN_BENCH_FLOOR_QUEUE", "default")
 #: The waiting tasks' pool. The full size holds them in a pool of no slots until the benchmark has
 #: recorded their deferral itself, so no worker starts them.
 POOL = os.environ.get("WFRUN_BENCH_POOL", "default_pool")
@@ -59,6 +63,21 @@ class SubmitAndWait(BaseOperator):
         if event["status"] != "succeeded":
             raise RuntimeError(f"run {event['run_id']} ended {event['status']}: {event['message']}")
         return event["run_id"]
+
+
+class Hold(BaseOperator):
+    """Wait in Airflow's ``DateTimeTrigger`` until a moment far beyond the benchmark: no I/O at all."""
+
+    def __init__(self, *, number: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.number = number
+
+    def execute(self, context) -> None:
+        moment = pendulum.now("UTC").add(seconds=DEADLINE_SECONDS)
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_complete")
+
+    def execute_complete(self, context, event=None) -> None:
+        return None
 
 
 def _dag(dag_id: str) -> DAG:
@@ -97,3 +116,11 @@ with _dag("wfrun_scale_peers"):
         queue=PEERS_QUEUE,
         pool=POOL,
     ).expand(endpoint=endpoints())
+
+with _dag("wfrun_scale_floor"):
+
+    @task(queue=FLOOR_QUEUE)
+    def holds(**context) -> list[int]:
+        return list(range(int(context["params"]["count"])))
+
+    Hold.partial(task_id="wait", queue=FLOOR_QUEUE, pool=POOL).expand(number=holds())
