@@ -441,6 +441,16 @@ class PlatformAdapter(ABC):
         """``run`` completed by the answer to :meth:`followup_request` (same ``step``)."""
         return run
 
+    def lasting_followup(self, run: WorkflowRun) -> float:
+        """
+        Seconds for which what the follow-up reads made of ``run`` stays true while the first read of the
+        run says what it said (ComfyUI: a prompt seen running stays running until its history lists it);
+        0, the default, when it may change any moment. Within them the hook's later polls of the run reuse
+        it instead of reading again; after them it reads again, to see what the first read cannot (a
+        prompt the server lost).
+        """
+        return 0.0
+
     def cancel_request(self, run_id: str, *, task_id: str | None) -> ApiRequest:
         raise NotSupportedError(
             f"{self.display_name} has no API to cancel a workflow run; it will run to completion",
