@@ -311,15 +311,22 @@ Records = tolerant(_records)
 
 
 class _OncePerRun:
-    """Remembers which (run, field) pairs were logged already; bounded, the oldest are forgotten first."""
+    """
+    Remembers which (run, field) pairs were logged already; bounded, the oldest are forgotten first. Every
+    hook (every waiting trigger) has one, and most never log anything: its memory is made on first use.
+    """
+
+    __slots__ = ("_limit", "_seen")
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._seen: OrderedDict[tuple[str | None, str], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str | None, str], None] | None = None
         self._limit = limit
 
     def first(self, run_id: str | None, what: str) -> bool:
         key = (run_id, what)
-        if key in self._seen:
+        if self._seen is None:
+            self._seen = OrderedDict()
+        elif key in self._seen:
             return False
         self._seen[key] = None
         if len(self._seen) > self._limit:
