@@ -252,12 +252,14 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         """The run's current state; a terminal run includes its settlement where the platform has one."""
         self.get_platform_connection()
         self._check_run_id(run_id)
-        first = self._parse_run(self._call(self.adapter.get_request(run_id), run_id), run_id)
-        steps = self._followups(first)
-        step = _next_step(steps, None)
-        while not isinstance(step, WorkflowRun):
-            step = _next_step(steps, self._call(step, run_id))
-        return self.settle(step) if step.is_terminal else step
+        run = self._parse_run(self._call(self.adapter.get_request(run_id), run_id), run_id)
+        if self._needs_followups(run):
+            steps = self._followups(run)
+            step = _next_step(steps, None)
+            while not isinstance(step, WorkflowRun):
+                step = _next_step(steps, self._call(step, run_id))
+            run = step
+        return self.settle(run) if run.is_terminal else run
 
     def settle(self, run: WorkflowRun) -> WorkflowRun:
         """
@@ -326,12 +328,14 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         await self.aget_platform_connection()
         self._check_run_id(run_id)
         async with shared_async_client():  # a settlement call reuses the poll's connection
-            first = self._parse_run(await self._acall(self.adapter.get_request(run_id), run_id), run_id)
-            steps = self._followups(first)
-            step = _next_step(steps, None)
-            while not isinstance(step, WorkflowRun):
-                step = _next_step(steps, await self._acall(step, run_id))
-            return await self.asettle(step) if step.is_terminal else step
+            run = self._parse_run(await self._acall(self.adapter.get_request(run_id), run_id), run_id)
+            if self._needs_followups(run):
+                steps = self._followups(run)
+                step = _next_step(steps, None)
+                while not isinstance(step, WorkflowRun):
+                    step = _next_step(steps, await self._acall(step, run_id))
+                run = step
+            return await self.asettle(run) if run.is_terminal else run
 
     async def asettle(self, run: WorkflowRun) -> WorkflowRun:
         """The async twin of :meth:`settle`."""
@@ -425,6 +429,10 @@ class WorkflowRunHook(WorkflowRunBaseHook):
     def _followed(self, run: WorkflowRun, payload: Any, step: int) -> WorkflowRun:
         with self.platform_errors(run.run_id):
             return self.adapter.apply_followup(run, payload, step=step)
+
+    def _needs_followups(self, first: WorkflowRun) -> bool:
+        """Whether a poll's first read leaves anything to do: most polls of most platforms, nothing."""
+        return self._lasting is not None or self.adapter.followup_request(first, step=0) is not None
 
     def _followups(self, first: WorkflowRun) -> Generator[ApiRequest, Any, WorkflowRun]:
         """
