@@ -6,11 +6,11 @@ There is no stored workflow: each run submits the whole API-format graph (``POST
 the ``prompt_id``. ``GET /history/{prompt_id}`` is empty until the prompt has finished, so a poll that finds
 nothing there reads ``GET /queue`` (running or pending, with the position), and if the prompt is in neither,
 the history once more (it may have finished in between) before calling it unknown. A prompt seen running is
-read from its history alone for :data:`RUNNING_RECHECK_SECONDS`, then from the queue again. A rejected graph answers
-400 with ``node_errors`` per node. Cancel is two harmless calls: delete it from the queue (if pending), then
-interrupt it (only if it is the prompt running). An input file (an override whose value is a path) is
-uploaded first with ``POST /upload/image`` (images, video and audio: what the load nodes read) and the
-override set to the name the server gave it. Outputs are files (``filename``, ``subfolder``, ``type``)
+read from its history alone for :data:`RUNNING_RECHECK_SECONDS`, then from the queue again. A rejected
+graph answers 400 with ``node_errors`` per node. Cancel is two harmless calls: delete it from the queue (if
+pending), then interrupt it (only if it is the prompt running). An input file (an override whose value is
+a path) is uploaded first with ``POST /upload/image`` (images, video and audio: what the load nodes read)
+and the override set to the name the server gave it. Outputs are files (``filename``, ``subfolder``, ``type``)
 per output node, served by ``GET /view``. ComfyUI charges nothing: ``cost`` is empty, the duration is the
 time between the execution messages. The server has no authentication; a key, if set, is sent as a bearer
 token for the proxy in front of it.
