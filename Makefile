@@ -100,7 +100,9 @@ demo: install
 
 # Waiting cost against the peers' polling, other HTTP clients and HttpSensor (docs/benchmarks.md), over plain
 # HTTP and TLS, in alternated rounds. Quick: about 15 minutes on 2 cores.
-# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--parts 2,3,1" (parts in that order).
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--parts 2,3,1" (parts in that order), or part 1 alone
+# on some platforms and contenders, resized (never written to the doc): BENCH_ARGS="--parts 1 --platforms
+# comfyui --contenders ours,aiohttp,peers --n 300 --interval 2 --window 8 --rounds 2".
 BENCH_ARGS ?=
 
 bench: bench-deps

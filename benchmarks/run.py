@@ -104,7 +104,11 @@ def log(message: str) -> None:
 
 # ------------------------------------------------------------------------------------------ part 1
 def part_poll_cost(
-    emulator: Emulator, env: dict[str, str], sizes: list[tuple], scenarios: tuple[dict[str, Any], ...]
+    emulator: Emulator,
+    env: dict[str, str],
+    sizes: list[tuple],
+    scenarios: tuple[dict[str, Any], ...],
+    platforms: tuple[str, ...] = PLATFORMS,
 ) -> list[dict]:
     """
     Per size and scheme, ``rounds`` alternated rounds: every contender once per round, the order rotated
@@ -113,8 +117,8 @@ def part_poll_cost(
     rows = []
     for n, interval, window, schemes, contenders, rounds in sizes:
         control(emulator.url, "/reset", "POST")
-        log(f"part 1: submitting {n} runs")
-        runs = asyncio.run(submit_runs(emulator.url, scale_specs(n, scenarios)))
+        log(f"part 1: submitting {n} runs ({', '.join(platforms)})")
+        runs = asyncio.run(submit_runs(emulator.url, scale_specs(n, scenarios, platforms)))
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
             json.dump(runs, handle)
         plan = [
@@ -152,10 +156,12 @@ def part_poll_cost(
     return rows
 
 
-def scale_specs(n: int, scenarios: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
+def scale_specs(
+    n: int, scenarios: tuple[dict[str, Any], ...], platforms: tuple[str, ...] = PLATFORMS
+) -> list[tuple[str, dict[str, Any]]]:
     """N runs, the platforms in turn; each turn of the platforms takes the next scenario."""
-    turn = len(PLATFORMS)
-    return [(PLATFORMS[i % turn], scenarios[i // turn % len(scenarios)]) for i in range(n)]
+    turn = len(platforms)
+    return [(platforms[i % turn], scenarios[i // turn % len(scenarios)]) for i in range(n)]
 
 
 def standby_contenders(
@@ -540,6 +546,35 @@ def only_schemes(sizes: list[tuple], schemes: str | None) -> list[tuple]:
     ]
 
 
+def sized(sizes: list[tuple], args: argparse.Namespace) -> list[tuple]:
+    """Part 1's sizes with what the command line overrides (N, interval, window, contenders, rounds)."""
+    contenders = tuple(args.contenders.split(",")) if args.contenders else None
+    unknown = set(contenders or ()) - set(ALL_CONTENDERS)
+    if unknown:
+        raise SystemExit(f"unknown contenders {sorted(unknown)}; choose among {', '.join(ALL_CONTENDERS)}")
+    return [
+        (
+            args.n or n,
+            args.interval or every,
+            args.window or window,
+            schemes,
+            contenders or own,
+            args.rounds or rounds,
+        )
+        for n, every, window, schemes, own, rounds in sizes
+    ]
+
+
+def chosen_platforms(names: str | None) -> tuple[str, ...]:
+    if not names:
+        return PLATFORMS
+    chosen = tuple(names.split(","))
+    unknown = set(chosen) - set(PLATFORMS)
+    if unknown:
+        raise SystemExit(f"unknown platforms {sorted(unknown)}; choose among {', '.join(PLATFORMS)}")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=tuple(MODES), default="quick")
@@ -550,6 +585,18 @@ def main() -> None:
     parser.add_argument(
         "--schemes", help="part 1 over these schemes only, e.g. http (default: the mode's: http,https)"
     )
+    parser.add_argument(
+        "--platforms",
+        help="part 1 on these platforms only, e.g. dify,comfyui (default: every platform of the registry)",
+    )
+    parser.add_argument(
+        "--contenders",
+        help=f"part 1's contenders, e.g. ours,aiohttp,peers (default: {','.join(ALL_CONTENDERS)})",
+    )
+    parser.add_argument("--n", type=int, help="part 1: waits per contender (default: the mode's sizes)")
+    parser.add_argument("--interval", type=float, help="part 1: seconds between polls of a wait")
+    parser.add_argument("--window", type=float, help="part 1: seconds of the measurement window")
+    parser.add_argument("--rounds", type=int, help="part 1: alternated rounds")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
@@ -557,7 +604,11 @@ def main() -> None:
     order = (args.parts or config.get("parts", "1,2,3")).split(",")
     parts = set(order)
     command = "make bench" if args.mode == "quick" else "make bench-full"
-    if order != ["1", "2", "3"] or args.schemes:
+    # Part 1 resized or narrowed is a measurement of its own: it never replaces the page's runs.
+    overridden = any(
+        getattr(args, name) for name in ("platforms", "contenders", "n", "interval", "window", "rounds")
+    )
+    if order != ["1", "2", "3"] or args.schemes or overridden:
         command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     started = time.monotonic()
     results: dict[str, Any] = {}
@@ -566,8 +617,9 @@ def main() -> None:
         url = emulator.url
         for part in order:
             if part == "1":
-                sizes = only_schemes(config["scale"], args.schemes)
-                results["scale"] = part_poll_cost(emulator, env, sizes, config["scale_runs"])
+                sizes = sized(only_schemes(config["scale"], args.schemes), args)
+                platforms = chosen_platforms(args.platforms)
+                results["scale"] = part_poll_cost(emulator, env, sizes, config["scale_runs"], platforms)
             elif part == "2":
                 results["adaptive"] = part_adaptive(url, env, config["mix_runs"], config["mix_scale"])
             elif part == "3":
@@ -577,7 +629,7 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=1))
     table = report(results)
     print(table)
-    if {"1", "2", "3"} <= parts and config.get("doc", True) and not args.no_doc:
+    if {"1", "2", "3"} <= parts and config.get("doc", True) and not args.no_doc and not overridden:
         write_doc(args.mode, command, table, elapsed)
         log(f"wrote {DOC.relative_to(REPO)}")
     log(f"done in {elapsed / 60:.1f} min")

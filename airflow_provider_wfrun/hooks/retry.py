@@ -82,7 +82,7 @@ def is_retryable(exc: BaseException, *, replay_safe: bool) -> bool:
     return False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """
     :param limit: Attempts per call, the first included.

@@ -55,7 +55,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Bounds:
     """The limits of one attempt: total seconds, and bytes of body after decompression."""
 
@@ -63,7 +63,7 @@ class Bounds:
     max_bytes: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Where:
     """What a transport error names: the platform and, once there is one, the run."""
 
@@ -71,7 +71,7 @@ class Where:
     run_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outgoing:
     """A request as sent: the hook prepares it (URL parsed once, headers), the transport sends it."""
 
@@ -81,7 +81,7 @@ class Outgoing:
     body: bytes | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A complete answer. ``headers`` is case-insensitive (httpx's or aiohttp's own mapping)."""
 

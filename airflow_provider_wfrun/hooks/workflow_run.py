@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ from airflow_provider_wfrun.hooks.transport import (
     shared_async_client,
 )
 from airflow_provider_wfrun.human_input import FORM_ALREADY_SUBMITTED, FORM_EXPIRED
-from airflow_provider_wfrun.models import WorkflowRun
+from airflow_provider_wfrun.models import RunStatus, WorkflowRun
 from airflow_provider_wfrun.platforms import PlatformAdapter, adapter_classes
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ class WorkflowRunHook(WorkflowRunBaseHook):
     Every method has an async twin (``a...``) for triggers; both behave the same. Only
     :class:`~airflow_provider_wfrun.exceptions.WorkflowRunError` subclasses leave them.
     """
+
+    #: What the last poll's follow-up reads made of a run, while it lasts (the adapter's
+    #: ``lasting_followup``): run id, until (monotonic), what the first read said (``platform_status``),
+    #: then status, platform status and queue position as followed. Atoms only, so nothing a poll parsed
+    #: outlives it.
+    _lasting: tuple[str, float, str | None, RunStatus, str | None, int | None] | None = None
 
     def run_url(self, run_id: str, workflow_id: str | None = None) -> str:
         connection = self.get_platform_connection()
@@ -246,11 +253,12 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         self.get_platform_connection()
         self._check_run_id(run_id)
         run = self._parse_run(self._call(self.adapter.get_request(run_id), run_id), run_id)
-        for step in range(MAX_FOLLOWUPS):
-            request = self.adapter.followup_request(run, step=step)
-            if request is None:
-                break
-            run = self._followed(run, self._call(request, run_id), step)
+        if self._needs_followups(run):
+            steps = self._followups(run)
+            step = _next_step(steps, None)
+            while not isinstance(step, WorkflowRun):
+                step = _next_step(steps, self._call(step, run_id))
+            run = step
         return self.settle(run) if run.is_terminal else run
 
     def settle(self, run: WorkflowRun) -> WorkflowRun:
@@ -321,11 +329,12 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         self._check_run_id(run_id)
         async with shared_async_client():  # a settlement call reuses the poll's connection
             run = self._parse_run(await self._acall(self.adapter.get_request(run_id), run_id), run_id)
-            for step in range(MAX_FOLLOWUPS):
-                request = self.adapter.followup_request(run, step=step)
-                if request is None:
-                    break
-                run = self._followed(run, await self._acall(request, run_id), step)
+            if self._needs_followups(run):
+                steps = self._followups(run)
+                step = _next_step(steps, None)
+                while not isinstance(step, WorkflowRun):
+                    step = _next_step(steps, await self._acall(step, run_id))
+                run = step
             return await self.asettle(run) if run.is_terminal else run
 
     async def asettle(self, run: WorkflowRun) -> WorkflowRun:
@@ -421,6 +430,60 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         with self.platform_errors(run.run_id):
             return self.adapter.apply_followup(run, payload, step=step)
 
+    def _needs_followups(self, first: WorkflowRun) -> bool:
+        """Whether a poll's first read leaves anything to do: most polls of most platforms, nothing."""
+        return self._lasting is not None or self.adapter.followup_request(first, step=0) is not None
+
+    def _followups(self, first: WorkflowRun) -> Generator[ApiRequest, Any, WorkflowRun]:
+        """
+        The further reads a poll needs after its first (``first``): yields each request, is sent its
+        answer, returns the run. None are made while what earlier ones said still lasts.
+        """
+        run = self._still_lasting(first)
+        if run is not None:
+            return run
+        run = first
+        for step in range(MAX_FOLLOWUPS):
+            request = self.adapter.followup_request(run, step=step)
+            if request is None:
+                break
+            run = self._followed(run, (yield request), step)
+        self._remember_followed(first, run)
+        return run
+
+    def _still_lasting(self, first: WorkflowRun) -> WorkflowRun | None:
+        """
+        ``first`` (a poll's first read) as the follow-up reads of an earlier poll made it, while that lasts
+        and the first read says what it said then; None when the follow-ups must be read (again).
+        """
+        lasting = self._lasting
+        if (
+            lasting is None
+            or lasting[0] != first.run_id
+            or lasting[2] != first.platform_status
+            or time.monotonic() >= lasting[1]
+            or self.adapter.followup_request(first, step=0) is None
+        ):
+            return None
+        _, _, _, status, platform_status, position = lasting
+        update = {"status": status, "platform_status": platform_status, "queue_position": position}
+        return first.model_copy(update=update)
+
+    def _remember_followed(self, first: WorkflowRun, run: WorkflowRun) -> None:
+        """What this poll's follow-ups made of the run, for later polls while the adapter says it lasts."""
+        seconds = self.adapter.lasting_followup(run) if run is not first else 0.0
+        if seconds > 0:
+            self._lasting = (
+                run.run_id,
+                time.monotonic() + seconds,
+                first.platform_status,
+                run.status,
+                run.platform_status,
+                run.queue_position,
+            )
+        elif self._lasting is not None and self._lasting[0] == run.run_id:
+            self._lasting = None
+
     def _settled(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
         with self.platform_errors(run.run_id):
             return self.adapter.apply_settlement(run, payload)
@@ -511,6 +574,14 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             platform=self.adapter.name,
             field="workflow_started",
         )
+
+
+def _next_step(steps: Generator[ApiRequest, Any, WorkflowRun], answer: Any) -> ApiRequest | WorkflowRun:
+    """The next request of a poll's follow-ups, given the last one's answer; the run once they are done."""
+    try:
+        return steps.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 # --- one registered hook class per connection type -------------------------------------------------

@@ -314,15 +314,22 @@ Records = tolerant(_records)
 
 
 class _OncePerRun:
-    """Remembers which (run, field) pairs were logged already; bounded, the oldest are forgotten first."""
+    """
+    Remembers which (run, field) pairs were logged already; bounded, the oldest are forgotten first. Every
+    hook (every waiting trigger) has one, and most never log anything: its memory is made on first use.
+    """
+
+    __slots__ = ("_limit", "_seen")
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._seen: OrderedDict[tuple[str | None, str], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str | None, str], None] | None = None
         self._limit = limit
 
     def first(self, run_id: str | None, what: str) -> bool:
         key = (run_id, what)
-        if key in self._seen:
+        if self._seen is None:
+            self._seen = OrderedDict()
+        elif key in self._seen:
             return False
         self._seen[key] = None
         if len(self._seen) > self._limit:
@@ -443,6 +450,16 @@ class PlatformAdapter(ABC):
     def apply_followup(self, run: WorkflowRun, payload: Any, *, step: int) -> WorkflowRun:
         """``run`` completed by the answer to :meth:`followup_request` (same ``step``)."""
         return run
+
+    def lasting_followup(self, run: WorkflowRun) -> float:
+        """
+        Seconds for which what the follow-up reads made of ``run`` stays true while the first read of the
+        run says what it said (ComfyUI: a prompt seen running stays running until its history lists it);
+        0, the default, when it may change any moment. Within them the hook's later polls of the run reuse
+        it instead of reading again; after them it reads again, to see what the first read cannot (a
+        prompt the server lost).
+        """
+        return 0.0
 
     def cancel_request(self, run_id: str, *, task_id: str | None) -> ApiRequest:
         raise NotSupportedError(

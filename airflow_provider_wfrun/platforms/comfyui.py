@@ -5,11 +5,12 @@ There is no stored workflow: each run submits the whole API-format graph (``POST
 ``workflow=`` document), with ``inputs`` overriding node inputs by ``"<node id>.<input name>"``. The run id is
 the ``prompt_id``. ``GET /history/{prompt_id}`` is empty until the prompt has finished, so a poll that finds
 nothing there reads ``GET /queue`` (running or pending, with the position), and if the prompt is in neither,
-the history once more (it may have finished in between) before calling it unknown. A rejected graph answers
-400 with ``node_errors`` per node. Cancel is two harmless calls: delete it from the queue (if pending), then
-interrupt it (only if it is the prompt running). An input file (an override whose value is a path) is
-uploaded first with ``POST /upload/image`` (images, video and audio: what the load nodes read) and the
-override set to the name the server gave it. Outputs are files (``filename``, ``subfolder``, ``type``)
+the history once more (it may have finished in between) before calling it unknown. A prompt seen running is
+read from its history alone for :data:`RUNNING_RECHECK_SECONDS`, then from the queue again. A rejected
+graph answers 400 with ``node_errors`` per node. Cancel is two harmless calls: delete it from the queue (if
+pending), then interrupt it (only if it is the prompt running). An input file (an override whose value is
+a path) is uploaded first with ``POST /upload/image`` (images, video and audio: what the load nodes read)
+and the override set to the name the server gave it. Outputs are files (``filename``, ``subfolder``, ``type``)
 per output node, served by ``GET /view``. ComfyUI charges nothing: ``cost`` is empty, the duration is the
 time between the execution messages. The server has no authentication; a key, if set, is sent as a bearer
 token for the proxy in front of it.
@@ -46,6 +47,11 @@ from airflow_provider_wfrun.platforms.base import (
 #: the steps of a poll's follow-up reads.
 NOT_IN_HISTORY = "not in history"
 NOT_QUEUED = "neither queued nor in history"
+#: How long a prompt seen running in ``GET /queue`` is taken to be running while its history stays empty,
+#: before the queue is read again: running is the last state before the history lists the prompt, so this
+#: bounds only how late a prompt the server lost (a restart) is seen, and a poll of a running prompt is
+#: one request, not two (the queue lists every prompt with its graph, so reading it is most of a poll).
+RUNNING_RECHECK_SECONDS = 60.0
 #: Queue items read from ``GET /queue`` (a busy server's queue is long, a run is found well before).
 MAX_QUEUE_ITEMS = 100_000
 #: Node errors named in one message; the rest are counted.
@@ -154,6 +160,14 @@ class ComfyuiAdapter(PlatformAdapter):
                 run_id=run.run_id,
             )
         return found
+
+    def lasting_followup(self, run: WorkflowRun) -> float:
+        """
+        A prompt the queue lists as running is running until its history lists it (or the server loses it):
+        it is not read from the queue again for :data:`RUNNING_RECHECK_SECONDS`. A pending prompt is read
+        from the queue on every poll: its position moves, and it may start any moment.
+        """
+        return RUNNING_RECHECK_SECONDS if run.status is RunStatus.RUNNING else 0.0
 
     def cancel_requests(self, run_id: str, *, task_id: str | None) -> list[ApiRequest]:
         """Removed from the queue if pending, then interrupted if running; each call is a no-op otherwise."""

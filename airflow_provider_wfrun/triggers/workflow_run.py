@@ -173,6 +173,7 @@ class WorkflowRunTrigger(BaseTrigger):
         failures = 0
         started = time.monotonic()
         run: WorkflowRun | None
+        polled: WorkflowRun | None
         while True:
             remaining = self.end_time - time.time()
             try:
@@ -208,7 +209,7 @@ class WorkflowRunTrigger(BaseTrigger):
             delay = self._next_delay(run, elapsed=time.monotonic() - started, remaining=remaining)
             # Nothing of this poll outlives it: a parsed run kept through the sleep would be promoted to the
             # garbage collector's oldest generation by the thousand and make its full passes frequent.
-            run = None
+            run = polled = None
             await asyncio.sleep(delay)
 
     async def on_kill(self) -> None:

@@ -19,6 +19,7 @@ from airflow_provider_wfrun.emulator.files import png
 from airflow_provider_wfrun.exceptions import InvalidInputError, RunNotFoundError
 from airflow_provider_wfrun.hooks.workflow_run import WorkflowRunHook
 from airflow_provider_wfrun.models import RunStatus, WorkflowRun
+from airflow_provider_wfrun.platforms import comfyui
 
 GRAPH_FILE = Path(__file__).parent.parent.parent / "example_dags" / "comfyui_txt2img_api.json"
 #: The emulator's echo node, carrying a run's scenario (see emulator/platforms/comfyui.py).
@@ -84,6 +85,27 @@ def test_a_poll_reads_the_queue_while_the_history_is_empty(emulator, hook):
     requests = emulator.state.stats()["requests"]
     assert requests["comfyui.queue"] >= 2  # the history said nothing until the end
     assert hook.get_run(blocker.run_id).status is RunStatus.SUCCEEDED
+
+
+def test_a_running_prompt_is_read_from_the_history_alone_until_its_queue_recheck_is_due(
+    emulator, hook, monkeypatch
+):
+    recheck = 2.0  # long enough for the polls below on a loaded machine
+    monkeypatch.setattr(comfyui, "RUNNING_RECHECK_SECONDS", recheck)
+    run = submit(hook, queue_seconds=0.0, duration_seconds=30)
+    seen_running = time.monotonic()
+    assert hook.get_run(run.run_id).status is RunStatus.RUNNING  # the history is empty: the queue says so
+    queue_reads = emulator.state.stats()["requests"]["comfyui.queue"]
+    for _ in range(3):
+        again = asyncio.run(hook.aget_run(run.run_id))
+        assert (again.status, again.platform_status) == (RunStatus.RUNNING, "running")
+    assert emulator.state.stats()["requests"]["comfyui.queue"] == queue_reads  # one request per poll
+    # The server restarts and loses the prompt: seen once the recheck is due, not before.
+    emulator.state.reset()
+    assert hook.get_run(run.run_id).status is RunStatus.RUNNING
+    time.sleep(max(0.0, seen_running + recheck - time.monotonic()) + 0.1)
+    with pytest.raises(RunNotFoundError, match="neither in its queue nor in its history"):
+        hook.get_run(run.run_id)
 
 
 def test_a_failed_prompt_names_the_failing_node(emulator, hook):

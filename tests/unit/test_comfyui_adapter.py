@@ -22,7 +22,7 @@ from airflow_provider_wfrun.exceptions import (
 from airflow_provider_wfrun.models import RunStatus
 from airflow_provider_wfrun.platforms import get_adapter
 from airflow_provider_wfrun.platforms.base import ErrorInfo
-from airflow_provider_wfrun.platforms.comfyui import NOT_IN_HISTORY, NOT_QUEUED
+from airflow_provider_wfrun.platforms.comfyui import NOT_IN_HISTORY, NOT_QUEUED, RUNNING_RECHECK_SECONDS
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "comfyui"
 EXAMPLE_GRAPH = Path(__file__).parent.parent.parent / "example_dags" / "comfyui_txt2img_api.json"
@@ -153,6 +153,10 @@ def test_an_empty_history_asks_the_queue_which_gives_the_position(adapter):
         run, {"queue_running": [[7, PROMPT_ID, {}, {}, []]], "queue_pending": []}, step=0
     )
     assert running.status is RunStatus.RUNNING
+    # Running lasts until the history lists the prompt: the queue is read again only after a while.
+    assert adapter.lasting_followup(running) == RUNNING_RECHECK_SECONDS > 0
+    assert adapter.lasting_followup(queued) == 0  # its position moves, and it may start any moment
+    assert get_adapter("dify").lasting_followup(running) == 0
 
 
 def test_a_prompt_in_neither_queue_nor_history_is_read_once_more_then_not_found(adapter):
