@@ -5,7 +5,7 @@ PostgreSQL, CeleryExecutor on Redis, two Celery workers and two triggerers (``di
 The tests SIGKILL a triggerer, a Celery worker, the scheduler and the API server mid-flight; the emulator
 counts every submission and cancel on the platforms' side, so "exactly one run per task" is measured.
 
-The soak's size is ``WFRUN_DISTRIBUTED_SOAK_RUNS`` (200 by default; ``make test-all`` runs 1,000).
+The soak's size is ``WFRUN_DISTRIBUTED_SOAK_RUNS`` (200 by default; CI and ``make test-all`` run 1,000).
 Module-scoped: the deployment starts once for all the tests here, and the secrets scan runs last, over
 everything they wrote.
 Without PostgreSQL or Redis the tier says so in one line and skips, or fails under ``CI=true``.
