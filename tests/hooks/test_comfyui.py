@@ -93,8 +93,8 @@ def test_a_running_prompt_is_read_from_the_history_alone_until_its_queue_recheck
     recheck = 2.0  # long enough for the polls below on a loaded machine
     monkeypatch.setattr(comfyui, "RUNNING_RECHECK_SECONDS", recheck)
     run = submit(hook, queue_seconds=0.0, duration_seconds=30)
-    seen_running = time.monotonic()
     assert hook.get_run(run.run_id).status is RunStatus.RUNNING  # the history is empty: the queue says so
+    seen_running = time.monotonic()  # the hook's recheck counts from within that call: it is due by then
     queue_reads = emulator.state.stats()["requests"]["comfyui.queue"]
     for _ in range(3):
         again = asyncio.run(hook.aget_run(run.run_id))
