@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_wfrun.connection_form import form_of
 from airflow_provider_wfrun.exceptions import (
@@ -69,10 +69,8 @@ class WorkflowRunHook(WorkflowRunBaseHook):
     """
 
     #: What the last poll's follow-up reads made of a run, while it lasts (the adapter's
-    #: ``lasting_followup``): run id, until (monotonic), what the first read said (``platform_status``),
-    #: then status, platform status and queue position as followed. Atoms only, so nothing a poll parsed
-    #: outlives it.
-    _lasting: tuple[str, float, str | None, RunStatus, str | None, int | None] | None = None
+    #: ``lasting_followup``).
+    _lasting: _Followed | None = None
 
     def run_url(self, run_id: str, workflow_id: str | None = None) -> str:
         connection = self.get_platform_connection()
@@ -459,29 +457,32 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         lasting = self._lasting
         if (
             lasting is None
-            or lasting[0] != first.run_id
-            or lasting[2] != first.platform_status
-            or time.monotonic() >= lasting[1]
+            or lasting.run_id != first.run_id
+            or lasting.first_said != first.platform_status
+            or time.monotonic() >= lasting.until
             or self.adapter.followup_request(first, step=0) is None
         ):
             return None
-        _, _, _, status, platform_status, position = lasting
-        update = {"status": status, "platform_status": platform_status, "queue_position": position}
+        update = {
+            "status": lasting.status,
+            "platform_status": lasting.platform_status,
+            "queue_position": lasting.queue_position,
+        }
         return first.model_copy(update=update)
 
     def _remember_followed(self, first: WorkflowRun, run: WorkflowRun) -> None:
         """What this poll's follow-ups made of the run, for later polls while the adapter says it lasts."""
         seconds = self.adapter.lasting_followup(run) if run is not first else 0.0
         if seconds > 0:
-            self._lasting = (
-                run.run_id,
-                time.monotonic() + seconds,
-                first.platform_status,
-                run.status,
-                run.platform_status,
-                run.queue_position,
+            self._lasting = _Followed(
+                run_id=run.run_id,
+                until=time.monotonic() + seconds,
+                first_said=first.platform_status,
+                status=run.status,
+                platform_status=run.platform_status,
+                queue_position=run.queue_position,
             )
-        elif self._lasting is not None and self._lasting[0] == run.run_id:
+        elif self._lasting is not None and self._lasting.run_id == run.run_id:
             self._lasting = None
 
     def _settled(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
@@ -574,6 +575,22 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             platform=self.adapter.name,
             field="workflow_started",
         )
+
+
+class _Followed(NamedTuple):
+    """
+    What a poll's follow-up reads made of a run, kept while the adapter says it lasts. Atoms only, so
+    nothing a poll parsed outlives it.
+    """
+
+    run_id: str
+    #: ``time.monotonic()`` after which the follow-ups are read again.
+    until: float
+    #: What the poll's first read said (``platform_status``): reused only while it says the same.
+    first_said: str | None
+    status: RunStatus
+    platform_status: str | None
+    queue_position: int | None
 
 
 def _next_step(steps: Generator[ApiRequest, Any, WorkflowRun], answer: Any) -> ApiRequest | WorkflowRun:
