@@ -559,12 +559,15 @@ class AirflowDeployment:
 
     def trigger_kwargs(self, trigger_id: int) -> dict[str, Any]:
         """A trigger's kwargs as the triggerer rebuilds it: decrypted with this Airflow's Fernet key."""
-        from airflow.sdk.serde import deserialize
-
         rows = self.query("SELECT kwargs FROM trigger WHERE id = ?", trigger_id)
         if not rows:
             raise LiveAirflowError(f"no trigger {trigger_id}")
-        encrypted: str = rows[0][0]
+        return self.decrypt_kwargs(rows[0][0])
+
+    def decrypt_kwargs(self, encrypted: str) -> dict[str, Any]:
+        """A trigger row's ``kwargs`` column as the triggerer rebuilds them."""
+        from airflow.sdk.serde import deserialize
+
         plain = (
             encrypted if encrypted.startswith("{") else Fernet(self.fernet_key).decrypt(encrypted).decode()
         )
