@@ -10,6 +10,7 @@ work (429). A body over the size cap is never retried: the next answer would be 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from airflow_provider_wfrun.async_log import alog
 from airflow_provider_wfrun.exceptions import (
     InvalidResponseError,
     PlatformError,
@@ -97,7 +99,11 @@ class RetryPolicy:
     retry_after_cap: float
 
     def call(self, send: Callable[..., _T], *args: Any, replay_safe: bool, action: str, log: _Log) -> _T:
-        retrying = self._retrying(Retrying, replay_safe=replay_safe, action=action, log=log)
+        retrying = self._retrying(
+            Retrying,
+            replay_safe=replay_safe,
+            before_sleep=lambda state: log.warning(*self._retry_warning(state, action)),
+        )
         return retrying(send, *args)  # type: ignore[no-any-return]
 
     async def acall(
@@ -131,8 +137,20 @@ class RetryPolicy:
                 raise failure
             return await send(*call_args)
 
+        # The warning is noted before the wait and written at its start, off the event loop (async_log).
+        warnings: list[tuple[Any, ...]] = []
+
+        async def sleep(seconds: float) -> None:
+            while warnings:
+                await alog(log, "warning", *warnings.pop(0))
+            await asyncio.sleep(seconds)
+
         retrying = self._retrying(
-            AsyncRetrying, replay_safe=replay_safe, action=action, log=log, started=started
+            AsyncRetrying,
+            replay_safe=replay_safe,
+            before_sleep=lambda state: warnings.append(self._retry_warning(state, action)),
+            started=started,
+            sleep=sleep,
         )
         return await retrying(attempt, *args)  # type: ignore[no-any-return]
 
@@ -141,29 +159,30 @@ class RetryPolicy:
         retrying_class: type[Any],
         *,
         replay_safe: bool,
-        action: str,
-        log: _Log,
+        before_sleep: Callable[[RetryCallState], None],
         started: float | None = None,
+        **extra: Any,
     ) -> Any:
         first_attempt_at = time.monotonic() if started is None else started
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "%s failed (%s); retrying in %.1f s (attempt %d of %d)",
-                action,
-                exc,
-                state.upcoming_sleep,
-                state.attempt_number + 1,
-                self.limit,
-            )
-
         return retrying_class(
             stop=stop_after_attempt(self.limit) | _StopAfterTime(first_attempt_at, self.max_seconds),
             wait=self._wait,
             retry=retry_if_exception(lambda exc: is_retryable(exc, replay_safe=replay_safe)),
             before_sleep=before_sleep,
             reraise=True,
+            **extra,
+        )
+
+    def _retry_warning(self, state: RetryCallState, action: str) -> tuple[Any, ...]:
+        """The line logged before a retry's wait (format and arguments)."""
+        exc = state.outcome.exception() if state.outcome else None
+        return (
+            "%s failed (%s); retrying in %.1f s (attempt %d of %d)",
+            action,
+            exc,
+            state.upcoming_sleep,
+            state.attempt_number + 1,
+            self.limit,
         )
 
     def _wait(self, state: RetryCallState) -> float:

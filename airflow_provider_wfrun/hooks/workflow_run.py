@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from airflow_provider_wfrun.async_log import alog
 from airflow_provider_wfrun.connection_form import form_of
 from airflow_provider_wfrun.exceptions import (
     FileTransferError,
@@ -270,7 +271,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             try:
                 run = self._settled(run, self._call(request, run.run_id))
             except WorkflowRunError as exc:
-                self._unsettled(run, request, exc)
+                self.log.warning(*self._unsettled(run, request, exc))
         return self._with_url(run)
 
     def cancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
@@ -319,7 +320,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
                 action=f"{self.adapter.display_name} submit",
                 log=self.log,
             )
-        self.log.info("Submitted %s run %s", self.adapter.display_name, run.run_id)
+        await alog(self.log, "info", "Submitted %s run %s", self.adapter.display_name, run.run_id)
         return run
 
     async def aget_run(self, run_id: str) -> WorkflowRun:
@@ -342,7 +343,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             try:
                 run = self._settled(run, await self._acall(request, run.run_id))
             except WorkflowRunError as exc:
-                self._unsettled(run, request, exc)
+                await alog(self.log, "warning", *self._unsettled(run, request, exc))
         return self._with_url(run)
 
     async def acancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
@@ -351,7 +352,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         async with shared_async_client():
             for request in self.adapter.cancel_requests(run_id, task_id=task_id):
                 await self._acall(request, run_id)
-            self.log.info("Asked %s to cancel run %s", self.adapter.display_name, run_id)
+            await alog(self.log, "info", "Asked %s to cancel run %s", self.adapter.display_name, run_id)
             try:
                 return await self.aget_run(run_id)
             except RunNotFoundError as exc:
@@ -489,8 +490,9 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         with self.platform_errors(run.run_id):
             return self.adapter.apply_settlement(run, payload)
 
-    def _unsettled(self, run: WorkflowRun, request: ApiRequest, exc: WorkflowRunError) -> None:
-        self.log.warning(
+    def _unsettled(self, run: WorkflowRun, request: ApiRequest, exc: WorkflowRunError) -> tuple[Any, ...]:
+        """The warning (format and arguments) for a run reported without its settlement."""
+        return (
             "%s run %s is %s, but %s failed, so the run is reported without its settlement (the costs are "
             "those of the run's status): %s",
             self.adapter.display_name,

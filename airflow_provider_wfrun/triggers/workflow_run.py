@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_wfrun.async_log import alog
 from airflow_provider_wfrun.checks import finite_number, non_empty_string, positive_int, positive_seconds
 from airflow_provider_wfrun.exceptions import (
     AuthenticationError,
@@ -186,18 +187,23 @@ class WorkflowRunTrigger(BaseTrigger):
             except Exception as exc:
                 if not isinstance(exc, WorkflowRunError):
                     # Not a failure the hook knows; it counts against the budget like one, never a crash.
-                    self.log.exception("Poll failed unexpectedly")
+                    await alog(self.log, "exception", "Poll failed unexpectedly")
                     exc = WorkflowRunError(f"unexpected {type(exc).__name__} while polling: {exc}")
                 failures += 1
                 if failures >= self.max_consecutive_failures:
                     return self._error_event(exc, after=failures)
-                self.log.warning(
-                    "Poll %d of %d in a row failed: %s", failures, self.max_consecutive_failures, exc
+                await alog(
+                    self.log,
+                    "warning",
+                    "Poll %d of %d in a row failed: %s",
+                    failures,
+                    self.max_consecutive_failures,
+                    exc,
                 )
                 run = None
             else:
                 failures = 0
-                self._report(polled)
+                await self._report(polled)
                 if polled.is_terminal:
                     return self._event(polled.status.value, _terminal_message(polled))
                 if self.stop_on_pause and polled.status is RunStatus.PAUSED:
@@ -219,9 +225,9 @@ class WorkflowRunTrigger(BaseTrigger):
         try:
             await self._hook().acancel_run(self.run_id, task_id=self.platform_task_id)
         except NotSupportedError as exc:
-            self.log.info("Not canceling: %s", exc)
+            await alog(self.log, "info", "Not canceling: %s", exc)
         except WorkflowRunError as exc:
-            self.log.warning("Could not cancel the run: %s", exc)
+            await alog(self.log, "warning", "Could not cancel the run: %s", exc)
 
     def _next_delay(self, run: WorkflowRun | None, *, elapsed: float, remaining: float) -> float:
         return next_poll_delay(
@@ -232,7 +238,7 @@ class WorkflowRunTrigger(BaseTrigger):
             remaining=remaining,
         )
 
-    def _report(self, run: WorkflowRun) -> None:
+    async def _report(self, run: WorkflowRun) -> None:
         """Log what a user follows (status, queue, progress in 10% steps, new log lines), each change once."""
         progress, eta = _finite(run.progress), _finite(run.eta_seconds)
         progress_step = None if progress is None else int(progress // PROGRESS_LOG_STEP)
@@ -246,9 +252,9 @@ class WorkflowRunTrigger(BaseTrigger):
                 details.append(f"estimated wait {eta:.0f} s")
             if progress is not None:
                 details.append(f"progress {progress:.0f}%")
-            self.log.info("%s run %s: %s", run.platform, run.run_id, ", ".join(details))
+            await alog(self.log, "info", "%s run %s: %s", run.platform, run.run_id, ", ".join(details))
         for line in run.logs[self._log_lines_seen :]:
-            self.log.info("[%s] %s", line.level or "info", line.message)
+            await alog(self.log, "info", "[%s] %s", line.level or "info", line.message)
         self._log_lines_seen = max(self._log_lines_seen, len(run.logs))
 
     def _timeout_event(self) -> TriggerEvent:
