@@ -271,7 +271,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             try:
                 run = self._settled(run, self._call(request, run.run_id))
             except WorkflowRunError as exc:
-                self.log.warning(*self._unsettled(run, request, exc))
+                self.log.warning(*self._unsettled_warning(run, request, exc))
         return self._with_url(run)
 
     def cancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
@@ -343,7 +343,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             try:
                 run = self._settled(run, await self._acall(request, run.run_id))
             except WorkflowRunError as exc:
-                await alog(self.log, "warning", *self._unsettled(run, request, exc))
+                await alog(self.log, "warning", *self._unsettled_warning(run, request, exc))
         return self._with_url(run)
 
     async def acancel_run(self, run_id: str, *, task_id: str | None = None) -> WorkflowRun:
@@ -490,7 +490,9 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         with self.platform_errors(run.run_id):
             return self.adapter.apply_settlement(run, payload)
 
-    def _unsettled(self, run: WorkflowRun, request: ApiRequest, exc: WorkflowRunError) -> tuple[Any, ...]:
+    def _unsettled_warning(
+        self, run: WorkflowRun, request: ApiRequest, exc: WorkflowRunError
+    ) -> tuple[Any, ...]:
         """The warning (format and arguments) for a run reported without its settlement."""
         return (
             "%s run %s is %s, but %s failed, so the run is reported without its settlement (the costs are "
