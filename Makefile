@@ -21,9 +21,13 @@ $(STAMP): pyproject.toml
 # `make test-all` runs `make test`, then the live tier and the distributed tier with soaks of 1,000 each.
 # CI (.ci/run) runs the live tier with a soak of 100 and the distributed tier with its one soak of 1,000.
 SOAK_RUNS ?= 200
+# The fast tiers spend most of their time waiting on emulated runs (one process uses about a third of a core),
+# so they run in TEST_WORKERS processes (pytest-xdist; each has its own emulator and Airflow home). 1: serially.
+TEST_WORKERS ?= 4
 
 test: install
-	$(BIN)/python -m pytest -q -m "not live and not ui and not distributed" --ignore=tests/ui --ignore=tests/distributed
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not live and not ui and not distributed" \
+		--ignore=tests/ui --ignore=tests/distributed
 
 test-live: install
 	WFRUN_SOAK_RUNS=$(SOAK_RUNS) $(BIN)/python -m pytest -q -s -rxX --durations=0 -m live tests/live
@@ -78,7 +82,7 @@ $(FLOOR_STAMP): pyproject.toml $(STAMP)
 test-floor: $(FLOOR_STAMP)
 	@$(FLOOR_VENV)/bin/python -c 'import sys, importlib.metadata as m; \
 		print("floor: Python", sys.version.split()[0] + ", Airflow", m.version("apache-airflow"))'
-	$(FLOOR_VENV)/bin/python -m pytest -q -m "not live" -p no:cacheprovider $(FLOOR_TIERS)
+	$(FLOOR_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not live" -p no:cacheprovider $(FLOOR_TIERS)
 	$(FLOOR_VENV)/bin/python scripts/demo.py --dags example_wfrun_chenyu --home .airflow-home-floor
 	$(FLOOR_VENV)/bin/python -m pytest -q -m live -p no:cacheprovider -rxX --durations=5 tests/live -k human_input
 

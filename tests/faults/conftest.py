@@ -11,7 +11,8 @@ module of ``tests/`` (which test modules import helpers from) alone.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,18 +71,46 @@ class Reports:
 
 
 _REPORTS = pytest.StashKey[Reports]()
+#: The names under which a test's cell and cases travel in its report's ``user_properties``: with
+#: pytest-xdist each test runs in a worker, and only its reports reach the process that prints the summary.
+_CELL = "wfrun_fault_cell"
+_CASE = "wfrun_bad_input_case"
+
+
+class _Collector:
+    """Collects every test's cells and cases from its teardown report, in this process or from a worker."""
+
+    def __init__(self, reports: Reports) -> None:
+        self.reports = reports
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
+        for name, value in report.user_properties:
+            if name == _CELL:
+                self.reports.cells.append(Cell(**value))
+            elif name == _CASE:
+                self.reports.catalogue.append(value)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_REPORTS] = Reports()
+    config.pluginmanager.register(_Collector(config.stash[_REPORTS]), "wfrun-fault-reports")
 
 
 @pytest.fixture
-def reports(request: pytest.FixtureRequest) -> Reports:
-    return request.config.stash[_REPORTS]
+def reports(request: pytest.FixtureRequest) -> Iterator[Reports]:
+    """This test's cells and cases; filled in as it runs, and attached to its report when it ends."""
+    mine = Reports()
+    yield mine
+    properties = request.node.user_properties
+    properties.extend((_CELL, asdict(cell)) for cell in mine.cells)
+    properties.extend((_CASE, dict(case)) for case in mine.catalogue)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller writes the report
     reports = config.stash.get(_REPORTS, None)
     if reports is None or not (reports.cells or reports.catalogue):
         return
