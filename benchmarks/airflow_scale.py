@@ -433,30 +433,43 @@ def report(result: dict[str, Any]) -> str:
         )
         + f"; all {waiting:,} waiting {result['ramp'] / 60:.1f} min after the DAG runs were triggered.",
         "",
-        "| side | triggerer | waits held | CPU s in window | CPU ms per waited run per minute | RSS | "
-        "RSS per waiting run | lateness p50 | lateness p99 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| side | triggerer | waits held | CPU s in window | CPU ms per waited run per minute | "
+        "polls in window (of due) | CPU µs per poll | RSS | RSS per waiting run | lateness p50 | "
+        "lateness p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    per_side: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    # Per side: CPU seconds, waits held, polls made in the window.
+    per_side: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     rss_per_wait: dict[str, list[float]] = defaultdict(list)
     for row in result["rows"]:
         if row["held"]:
             rss_per_wait[row["side"]].append(row["rss_per_wait_kb"])
         per_minute = row["cpu_s"] * 1e3 / max(row["held"], 1) / (window / 60)
+        polls = row["polls"] if row["side"] != "floor" else 0
+        due = row["held"] * window / interval if row["side"] != "floor" else 0
         per_side[row["side"]][0] += row["cpu_s"]
         per_side[row["side"]][1] += row["held"]
+        per_side[row["side"]][2] += polls
         lines.append(
             f"| {row['side']} | {row['triggerer']} | {row['held']:,} | {row['cpu_s']:.1f} | "
             f"{per_minute:.2f} | "
-            f"{row['rss_mb']:.0f} MB | {row['rss_per_wait_kb']:.1f} KB | {_ms(row['late_p50'])} | "
+            + (
+                f"{polls:,} ({polls / due:.0%}) | {row['cpu_s'] * 1e6 / polls:,.0f} | "
+                if polls
+                else "- | - | "
+            )
+            + f"{row['rss_mb']:.0f} MB | {row['rss_per_wait_kb']:.1f} KB | {_ms(row['late_p50'])} | "
             f"{_ms(row['late_p99'])} |"
         )
     ours, peers = (per_side[side][0] / max(per_side[side][1], 1) for side in ("ours", "peers"))
+    ours_poll, peers_poll = (per_side[side][0] / max(per_side[side][2], 1) for side in ("ours", "peers"))
     lines += [
         "",
         f"CPU per waited run, ours / peers: {ours * 1e3:.2f} / {peers * 1e3:.2f} ms in the window "
-        f"({ours / peers:.2f}x)."
-        if peers
+        f"({ours / peers:.2f}x); per poll made, {ours_poll * 1e6:,.0f} / {peers_poll * 1e6:,.0f} µs "
+        f"({ours_poll / peers_poll:.2f}x). A side that falls behind makes fewer polls than are due, "
+        "so its CPU per waited run falls with its pace."
+        if peers and peers_poll
         else "",
         "",
         *(

@@ -171,6 +171,15 @@ class PostgresDatabase:
 
 
 # --- the deployment -----------------------------------------------------------------------------------
+def _cpu(process: psutil.Process) -> float:
+    """A process's CPU seconds, with those of the children it has reaped (a worker's finished tasks)."""
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0  # ended since it was listed
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def component_kind(name: str) -> str:
     """``triggerer-2`` is the second of the triggerers: the kind is the name without its number."""
     return re.sub(r"-\d+$", "", name)
@@ -607,6 +616,16 @@ class AirflowDeployment:
         if supervisor is None or self.owner(pid) is None:
             raise LiveAirflowError(f"pid {pid} is not a task process of this deployment")
         return task, supervisor
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds each running component has used so far, its task processes and other children included."""
+        used = {}
+        for name, process in self.processes.items():
+            with suppress(psutil.Error):
+                root = psutil.Process(process.pid)
+                tree = [root, *root.children(recursive=True)]
+                used[name] = sum(_cpu(member) for member in tree)
+        return used
 
     def owner(self, pid: int) -> str | None:
         """The component whose process tree holds ``pid`` (a task runs under a scheduler or a worker)."""

@@ -235,6 +235,7 @@ def soak(
     httpx.post(f"{emulator.url}/_emulator/faults", json=SOAK_FAULTS, timeout=10).raise_for_status()
     dag_id = "wfrun_live_soak"
     started = time.monotonic()
+    cpu_before = airflow.cpu_seconds()
     run_id = airflow.trigger(dag_id, {"count": count})
     try:
         state = airflow.wait_dag_run_done(dag_id, run_id, timeout=timeout or max(300, 60 + count * 2.5))
@@ -246,6 +247,7 @@ def soak(
         print(f"\n[{label}] soak of {count} timed out after {waited:.0f} s: task states {dict(so_far)}")
         raise
     elapsed = time.monotonic() - started
+    cpu = {name: used - cpu_before.get(name, 0.0) for name, used in airflow.cpu_seconds().items()}
     stats = emulator.state.stats()
     emulator.state.clear_faults()
 
@@ -296,7 +298,10 @@ def soak(
         f"[{label}]   task hosts {dict(workers)}; triggers still assigned {dict(triggerers)}\n"
         f"[{label}]   lost {len(lost)}, submitted twice {len(twice)}, wrong state {len(wrong)}, "
         f"run id mismatches {len(unmatched)}, retried {len(retried)}, "
-        f"failed by the scheduler's state-mismatch check {len(scheduler_failed)}"
+        f"failed by the scheduler's state-mismatch check {len(scheduler_failed)}\n"
+        f"[{label}]   CPU seconds per component (task processes under their worker): "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]))
+        + f"; total {sum(cpu.values()):.0f} in {elapsed:.0f} s"
     )
     # Airflow 3.3.2's scheduler sometimes fails a resumed task itself when the executor's "success" for
     # the deferring attempt arrives after the trigger already put it back in the queue
