@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -254,21 +252,32 @@ class WorkflowRunBaseHook(BaseHook):
             self.adapter.raise_for_error(reply.status, payload, run_id=run_id, retry_after=retry_after)
         return payload
 
-    @contextmanager
-    def platform_errors(self, run_id: str | None) -> Iterator[None]:
+    def platform_errors(self, run_id: str | None) -> _PlatformErrors:
         """
         Around anything that reads a platform's answer: typed errors come out redacted of the key, and
         whatever else an odd answer provokes comes out as an ``InvalidResponseError``.
         """
-        secret = self._connection.api_key if self._connection else None
-        try:
-            yield
-        except WorkflowRunError as exc:
-            exc.redact(secret)
-            raise
-        except _PARSE_FAILURES as exc:
+        return _PlatformErrors(self, run_id)
+
+
+class _PlatformErrors:
+    """:meth:`WorkflowRunBaseHook.platform_errors`: a class, not a generator, as it wraps every poll twice."""
+
+    __slots__ = ("_hook", "_run_id")
+
+    def __init__(self, hook: WorkflowRunBaseHook, run_id: str | None) -> None:
+        self._hook, self._run_id = hook, run_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, WorkflowRunError):
+            connection = self._hook._connection
+            exc.redact(connection.api_key if connection else None)
+        elif isinstance(exc, _PARSE_FAILURES):
             raise InvalidResponseError(
                 f"the answer could not be read ({type(exc).__name__})",
-                platform=self.adapter.name,
-                run_id=run_id,
+                platform=self._hook.adapter.name,
+                run_id=self._run_id,
             ) from exc

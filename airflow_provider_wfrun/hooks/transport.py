@@ -19,6 +19,7 @@ reached the server) or :class:`~airflow_provider_wfrun.exceptions.ResponseTooLar
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import threading
 import weakref
@@ -411,7 +412,7 @@ async def asend(
             data=request.body,
             ssl=ssl_context,
             proxy=proxy,
-            timeout=aiohttp.ClientTimeout(total=bounds.timeout),
+            timeout=_client_timeout(bounds.timeout),
             allow_redirects=False,
         ) as response:
             return Reply(response.status, response.headers, await _aread_capped(response, bounds, where))
@@ -422,6 +423,14 @@ async def asend(
             raise deadline_error(where, bounds) from exc
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise connection_error(where, what, sent=not not_sent) from exc
+
+
+@functools.lru_cache(maxsize=16)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    """aiohttp's deadline for ``total`` seconds, made once: it is immutable, and every poll needs one."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=total)
 
 
 async def _aread_capped(response: aiohttp.ClientResponse, bounds: Bounds, where: Where) -> bytes:

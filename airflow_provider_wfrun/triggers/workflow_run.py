@@ -12,7 +12,7 @@ import asyncio
 import math
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -48,18 +48,6 @@ TIMEOUT = "timeout"
 ERROR = "error"
 #: The run paused for a form a person must answer (``stop_on_pause``).
 PAUSED = "paused"
-
-
-async def _within(poll: Coroutine[Any, Any, WorkflowRun], seconds: float) -> WorkflowRun:
-    """
-    ``poll`` bounded by ``seconds`` (``TimeoutError`` past them). ``asyncio.timeout`` where Python has it
-    (3.11+): it runs the poll in the trigger's own task, where ``wait_for`` before 3.12 starts a task per
-    poll and can swallow a cancellation that lands as the poll finishes, leaving a removed trigger polling.
-    """
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await poll
-    return await asyncio.wait_for(poll, seconds)
 
 
 class WorkflowRunTrigger(BaseTrigger):
@@ -165,8 +153,21 @@ class WorkflowRunTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The wait holds the loop's shared HTTP client, so its pooled connections outlive each poll and
         # close once the last waiting trigger on the loop is done.
+        # The run's deadline bounds the whole wait, each poll included: a slow platform cannot hold the
+        # trigger past it. One deadline per wait, not one per poll (each would leave a cancelled timer in
+        # the event loop's heap). ``asyncio.timeout`` where Python has it (3.11+): it runs in the trigger's
+        # own task, where ``wait_for`` before 3.12 starts a task and can swallow a cancellation that lands
+        # as the wait finishes, leaving a removed trigger polling.
+        seconds = max(self.end_time - time.time(), 0.001)
         async with shared_async_client():
-            event = await self._wait()
+            try:
+                if sys.version_info >= (3, 11):
+                    async with asyncio.timeout(seconds):
+                        event = await self._wait()
+                else:
+                    event = await asyncio.wait_for(self._wait(), seconds)
+            except asyncio.TimeoutError:
+                event = self._timeout_event()
         yield event
 
     async def _wait(self) -> TriggerEvent:
@@ -176,10 +177,8 @@ class WorkflowRunTrigger(BaseTrigger):
         run: WorkflowRun | None
         polled: WorkflowRun | None
         while True:
-            remaining = self.end_time - time.time()
             try:
-                # The run's deadline bounds each poll too: a slow platform cannot hold the trigger past it.
-                polled = await _within(hook.aget_run(self.run_id), max(remaining, 0.001))
+                polled = await hook.aget_run(self.run_id)
             except asyncio.TimeoutError:
                 return self._timeout_event()
             except _FATAL_POLL_ERRORS as exc:
