@@ -618,7 +618,7 @@ class AirflowDeployment:
         return task, supervisor
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds each running component has used so far, its task processes and other children included."""
+        """CPU seconds each running component has used so far, its tasks and other children included."""
         used = {}
         for name, process in self.processes.items():
             with suppress(psutil.Error):

@@ -67,8 +67,9 @@ DagBag = importlib.import_module(
     else "airflow.models.dagbag"
 ).DagBag
 
-#: ``pytester`` runs a user's tests with the pytest plugin (tests/unit/test_pytest_plugin.py).
-pytest_plugins = ("pytester",)
+#: ``pytester`` runs a user's tests with the pytest plugin (tests/unit/test_pytest_plugin.py);
+#: ``faults.reporting`` writes the fault matrix and the bad-input catalogue.
+pytest_plugins = ("pytester", "faults.reporting")
 
 #: Every platform, from the adapter registry; :func:`example_run` says what a task passes to run on each.
 ALL_PLATFORMS = tuple(adapter_classes())

@@ -40,7 +40,7 @@ from airflow_provider_wfrun.operators.workflow_run import RunWorkflowOperator
 from airflow_provider_wfrun.platforms import adapter_classes
 
 from ._support import StateStore, TaskInstanceStandIn, context, fire, rebuilt
-from .conftest import Cell
+from .reporting import Cell
 
 #: Per-request timeout the task's hook uses; "read timeout" faults stall longer, "slow" ones less.
 HOOK_TIMEOUT = 0.8

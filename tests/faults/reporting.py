@@ -4,8 +4,9 @@ Reports for the fault matrix and the bad-input catalogue, written to a file at t
 The terminal gets a short summary naming the file (``build/test-reports/faults.txt``, or the path in
 ``WFRUN_FAULT_REPORT``), so ``make test`` stays readable; the file has every cell and case.
 
-``tests/faults`` is a package so this file imports as ``faults.conftest`` and leaves the ``conftest``
-module of ``tests/`` (which test modules import helpers from) alone.
+A plugin, registered by ``tests/conftest.py``: under pytest-xdist the process that prints the summary
+collects no test, so a conftest of ``tests/faults`` would not be loaded there. Each test's cells and cases
+travel in its report's ``user_properties`` to that process.
 """
 
 from __future__ import annotations
