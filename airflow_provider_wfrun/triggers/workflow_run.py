@@ -179,8 +179,6 @@ class WorkflowRunTrigger(BaseTrigger):
         while True:
             try:
                 polled = await hook.aget_run(self.run_id)
-            except asyncio.TimeoutError:
-                return self._timeout_event()
             except _FATAL_POLL_ERRORS as exc:
                 return self._error_event(exc)
             except Exception as exc:
