@@ -172,17 +172,29 @@ class WorkflowRunBaseHook(BaseHook):
         connection = self.get_platform_connection()
         outgoing = Outgoing(request.method, request.url(connection.base_url), **self._content(request))
         reply = self._sync_transport().send(outgoing, self.bounds, self._where(run_id))
-        return self._decode(reply, run_id)
+        return self._decode(reply, run_id, request)
 
-    async def _asend(self, request: ApiRequest, run_id: str | None) -> Any:
-        connection = self._connection
-        assert connection is not None
+    def _async_route(self) -> tuple[ssl.SSLContext, str | None]:
+        """
+        TLS context and proxy of the async path, once per hook as the sync path's client has them: reading
+        the environment's proxies scans every variable, the largest cost of a poll (docs/benchmarks.md).
+        """
         route = self._route
         if route is None:
-            # TLS context and proxy, once per hook as the sync path's client has them: reading the
-            # environment's proxies scans every variable, the largest cost of a poll (docs/benchmarks.md).
+            connection = self._connection
+            assert connection is not None
             http = connection.http
             route = self._route = (http.ssl_context(), http.proxy_for(connection.base_url))
+        return route
+
+    def _shared_key(self, request: ApiRequest) -> tuple[Any, ...]:
+        """What a reading shared between polls is keyed by: only the same URL, credentials and trust share."""
+        connection = self._connection
+        assert connection is not None
+        return (str(self._url(request)), tuple(sorted(connection.headers.items())), *self._async_route())
+
+    async def _asend(self, request: ApiRequest, run_id: str | None) -> Any:
+        route = self._async_route()
         async with shared_async_client() as session:
             reply = await asend(
                 session,
@@ -192,7 +204,7 @@ class WorkflowRunBaseHook(BaseHook):
                 bounds=self.bounds,
                 where=self._where(run_id),
             )
-        return self._decode(reply, run_id)
+        return self._decode(reply, run_id, request)
 
     def _action(self, request: ApiRequest) -> str:
         return f"{self.adapter.display_name} {request.method} {request.path}"
@@ -226,8 +238,17 @@ class WorkflowRunBaseHook(BaseHook):
                 self._urls[key] = url
         return url
 
-    def _decode(self, reply: Reply, run_id: str | None) -> Any:
-        """Body bytes to JSON, then to a typed error if the platform says it is one."""
+    def _decode(self, reply: Reply, run_id: str | None, request: ApiRequest | None = None) -> Any:
+        """
+        Body bytes to JSON, then to a typed error if the platform says it is one. A successful answer to
+        a request polls share (``shared_seconds``) becomes the adapter's digest of its bytes instead.
+        """
+        if request is not None and request.shared_seconds and reply.status < 400:
+            with self.platform_errors(run_id):
+                try:
+                    return self.adapter.digest_shared(request, reply.body)
+                except (ValueError, RecursionError):
+                    raise self._not_json(reply, run_id) from None
         retry_after = parse_retry_after(reply.headers.get("retry-after"), cap=self.retry_after_cap)
         with self.platform_errors(run_id):
             try:
@@ -242,15 +263,18 @@ class WorkflowRunBaseHook(BaseHook):
                         retry_after=retry_after,
                         fallback=f"HTTP {reply.status}, {kind} body",
                     )
-                raise InvalidResponseError(
-                    f"HTTP {reply.status} with a body that is not JSON ({len(reply.body)} bytes; "
-                    "malformed, truncated or nested too deeply)",
-                    platform=self.adapter.name,
-                    run_id=run_id,
-                    field="<body>",
-                ) from None
+                raise self._not_json(reply, run_id) from None
             self.adapter.raise_for_error(reply.status, payload, run_id=run_id, retry_after=retry_after)
         return payload
+
+    def _not_json(self, reply: Reply, run_id: str | None) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"HTTP {reply.status} with a body that is not JSON ({len(reply.body)} bytes; "
+            "malformed, truncated or nested too deeply)",
+            platform=self.adapter.name,
+            run_id=run_id,
+            field="<body>",
+        )
 
     def platform_errors(self, run_id: str | None) -> _PlatformErrors:
         """

@@ -34,6 +34,7 @@ from airflow_provider_wfrun.exceptions import (
 )
 from airflow_provider_wfrun.files import load_workflow
 from airflow_provider_wfrun.hooks.base import WorkflowRunBaseHook
+from airflow_provider_wfrun.hooks.shared_reads import Reading, read_shared
 from airflow_provider_wfrun.hooks.transport import (
     Bounds,
     Outgoing,
@@ -256,7 +257,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             steps = self._followups(run)
             step = _next_step(steps, None)
             while not isinstance(step, WorkflowRun):
-                step = _next_step(steps, self._call(step, run_id))
+                step = _next_step(steps, self._follow(step, run_id))
             run = step
         return self.settle(run) if run.is_terminal else run
 
@@ -332,7 +333,7 @@ class WorkflowRunHook(WorkflowRunBaseHook):
                 steps = self._followups(run)
                 step = _next_step(steps, None)
                 while not isinstance(step, WorkflowRun):
-                    step = _next_step(steps, await self._acall(step, run_id))
+                    step = _next_step(steps, await self._afollow(step, run_id))
                 run = step
             return await self.asettle(run) if run.is_terminal else run
 
@@ -433,10 +434,12 @@ class WorkflowRunHook(WorkflowRunBaseHook):
         """Whether a poll's first read leaves anything to do: most polls of most platforms, nothing."""
         return self._lasting is not None or self.adapter.followup_request(first, step=0) is not None
 
-    def _followups(self, first: WorkflowRun) -> Generator[ApiRequest, Any, WorkflowRun]:
+    def _followups(self, first: WorkflowRun) -> Generator[ApiRequest | _ReadAgain, Reading, WorkflowRun]:
         """
         The further reads a poll needs after its first (``first``): yields each request, is sent its
-        answer, returns the run. None are made while what earlier ones said still lasts.
+        answer (a :class:`Reading`), returns the run. None are made while what earlier ones said still
+        lasts. A reading shared with other polls may be older than this run: if it leaves the run open
+        (ComfyUI: a prompt in neither list), the request is read again for this poll alone.
         """
         run = self._still_lasting(first)
         if run is not None:
@@ -446,9 +449,29 @@ class WorkflowRunHook(WorkflowRunBaseHook):
             request = self.adapter.followup_request(run, step=step)
             if request is None:
                 break
-            run = self._followed(run, (yield request), step)
+            reading = yield request
+            followed = self._followed(run, reading.digest, step)
+            if not reading.fresh and self.adapter.followup_request(followed, step=step + 1) is not None:
+                followed = self._followed(run, (yield _ReadAgain(request)).digest, step)
+            run = followed
         self._remember_followed(first, run)
         return run
+
+    def _follow(self, step: ApiRequest | _ReadAgain, run_id: str) -> Reading:
+        request = step.request if isinstance(step, _ReadAgain) else step
+        return Reading(self._call(request, run_id), fresh=True)
+
+    async def _afollow(self, step: ApiRequest | _ReadAgain, run_id: str) -> Reading:
+        """A follow-up read; one every run on the server shares is read once for the loop's polls."""
+        again = isinstance(step, _ReadAgain)
+        request = step.request if isinstance(step, _ReadAgain) else step
+        if not request.shared_seconds:
+            return Reading(await self._acall(request, run_id), fresh=True)
+
+        async def fetch() -> Any:
+            return await self._acall(request, run_id)  # the adapter's digest (``_decode``)
+
+        return await read_shared(self._shared_key(request), request.shared_seconds, fetch, fresh=again)
 
     def _still_lasting(self, first: WorkflowRun) -> WorkflowRun | None:
         """
@@ -597,10 +620,18 @@ class _Followed(NamedTuple):
     queue_position: int | None
 
 
-def _next_step(steps: Generator[ApiRequest, Any, WorkflowRun], answer: Any) -> ApiRequest | WorkflowRun:
+class _ReadAgain(NamedTuple):
+    """A follow-up read again for one poll alone: a shared reading of it left the run open."""
+
+    request: ApiRequest
+
+
+def _next_step(
+    steps: Generator[ApiRequest | _ReadAgain, Reading, WorkflowRun], answer: Reading | None
+) -> ApiRequest | _ReadAgain | WorkflowRun:
     """The next request of a poll's follow-ups, given the last one's answer; the run once they are done."""
     try:
-        return steps.send(answer)
+        return steps.send(answer)  # type: ignore[arg-type]  # None starts it
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

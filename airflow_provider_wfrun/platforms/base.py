@@ -68,6 +68,9 @@ class ApiRequest:
     #: ``name -> (file name, content, media type)``.
     form: Mapping[str, str] | None = None
     files: Mapping[str, tuple[str, bytes, str]] | None = None
+    #: The answer is the same for every run on the server (ComfyUI's queue): a triggerer's polls may share
+    #: one reading of it for this many seconds (``hooks/shared_reads.py``). 0: each poll reads its own.
+    shared_seconds: float = 0.0
 
     def url(self, base_url: str) -> str:
         query = f"?{urlencode(self.params)}" if self.params else ""
@@ -450,6 +453,15 @@ class PlatformAdapter(ABC):
     def apply_followup(self, run: WorkflowRun, payload: Any, *, step: int) -> WorkflowRun:
         """``run`` completed by the answer to :meth:`followup_request` (same ``step``)."""
         return run
+
+    def digest_shared(self, request: ApiRequest, body: bytes) -> Any:
+        """
+        What :meth:`apply_followup` needs of a successful answer to a request with ``shared_seconds``,
+        read from its bytes once per reading and handed to every poll that shares it (ComfyUI: the queue's
+        prompt ids and positions, not its graphs). It must not change afterwards. The default is the
+        answer's JSON. An answer with an error status is read as any other, by :meth:`raise_for_error`.
+        """
+        return json.loads(body) if body else None
 
     def lasting_followup(self, run: WorkflowRun) -> float:
         """

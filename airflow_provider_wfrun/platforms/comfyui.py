@@ -21,8 +21,11 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlencode
+
+import msgspec
 
 from airflow_provider_wfrun.exceptions import InvalidInputError, RunNotFoundError
 from airflow_provider_wfrun.models import OutputFile, RunError, RunStatus, WorkflowRun
@@ -52,6 +55,10 @@ NOT_QUEUED = "neither queued nor in history"
 #: bounds only how late a prompt the server lost (a restart) is seen, and a poll of a running prompt is
 #: one request, not two (the queue lists every prompt with its graph, so reading it is most of a poll).
 RUNNING_RECHECK_SECONDS = 60.0
+#: How long one reading of ``GET /queue`` serves every poll of a triggerer on the same server: a pending
+#: prompt's position is at most this old. A reading that does not list the prompt is not trusted (the prompt
+#: may be newer than it): such a poll reads the queue again itself.
+QUEUE_SHARED_SECONDS = 2.0
 #: Queue items read from ``GET /queue`` (a busy server's queue is long, a run is found well before).
 MAX_QUEUE_ITEMS = 100_000
 #: Node errors named in one message; the rest are counted.
@@ -143,7 +150,7 @@ class ComfyuiAdapter(PlatformAdapter):
 
     def followup_request(self, run: WorkflowRun, *, step: int) -> ApiRequest | None:
         if run.platform_status == NOT_IN_HISTORY:
-            return ApiRequest("GET", "/queue")
+            return ApiRequest("GET", "/queue", shared_seconds=QUEUE_SHARED_SECONDS)
         if run.platform_status == NOT_QUEUED:
             return self.get_request(run.run_id)
         return None
@@ -160,6 +167,13 @@ class ComfyuiAdapter(PlatformAdapter):
                 run_id=run.run_id,
             )
         return found
+
+    def digest_shared(self, request: ApiRequest, body: bytes) -> QueueDigest:
+        """
+        The queue's prompt ids, running and pending (by position), read from its bytes without building
+        its graphs: a busy server's queue is megabytes, nearly all of it graphs a poll never looks at.
+        """
+        return QueueDigest.read(body)
 
     def lasting_followup(self, run: WorkflowRun) -> float:
         """
@@ -266,17 +280,13 @@ class ComfyuiAdapter(PlatformAdapter):
         return events
 
     def _from_queue(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
-        if any(_prompt_id(item) == run.run_id for item in _queue(payload, "queue_running")):
+        queue = payload if isinstance(payload, QueueDigest) else QueueDigest.of(payload)
+        if run.run_id in queue.running:
             return run.model_copy(update={"status": RunStatus.RUNNING, "platform_status": "running"})
-        pending = sorted(_queue(payload, "queue_pending"), key=_number)
-        for position, item in enumerate(pending, 1):
-            if _prompt_id(item) == run.run_id:
-                update = {
-                    "status": RunStatus.QUEUED,
-                    "platform_status": "pending",
-                    "queue_position": position,
-                }
-                return run.model_copy(update=update)
+        position = queue.pending.get(run.run_id)
+        if position is not None:
+            update = {"status": RunStatus.QUEUED, "platform_status": "pending", "queue_position": position}
+            return run.model_copy(update=update)
         return run.model_copy(update={"platform_status": NOT_QUEUED})
 
     def output_files(self, run: WorkflowRun, *, base_url: str) -> list[OutputFile]:
@@ -403,6 +413,61 @@ def _node_errors(node_errors: Mapping[str, Any]) -> str:
         parts.append(f"node {node_id}{f' ({kind})' if kind else ''}: {what or 'rejected'}")
     more = len(node_errors) - MAX_NODE_ERRORS
     return "; " + "; ".join(parts) + (f"; and {more} more nodes" if more > 0 else "") if parts else ""
+
+
+@dataclass(frozen=True)
+class QueueDigest:
+    """``GET /queue`` as a poll needs it: which prompts run, and each pending one's position (from 1)."""
+
+    running: frozenset[str]
+    pending: Mapping[str, int]
+
+    @classmethod
+    def of(cls, payload: Any) -> QueueDigest:
+        """From the answer's JSON."""
+        return cls.listing(_queue(payload, "queue_running"), _queue(payload, "queue_pending"))
+
+    @classmethod
+    def read(cls, body: bytes) -> QueueDigest:
+        """
+        From the answer's bytes, by msgspec: each queue item's number and prompt id are decoded, its graph
+        and the rest are only checked to be JSON (``msgspec.Raw``). What is not JSON is an error; JSON of
+        another shape reads as an empty queue, as :meth:`of` reads it.
+        """
+        if not body:
+            return cls(frozenset(), {})
+        whole = msgspec.json.decode(body, type=msgspec.Raw)  # the whole answer must be JSON
+        top = _decoded(whole, dict[str, msgspec.Raw]) or {}
+        return cls.listing(*(_raw_items(top.get(key)) for key in ("queue_running", "queue_pending")))
+
+    @classmethod
+    def listing(cls, running: list[Any], pending: list[Any]) -> QueueDigest:
+        """From the two lists' items, ``[number, prompt_id, ...]``."""
+        by_position: dict[str, int] = {}
+        for position, item in enumerate(sorted(pending, key=_number), 1):
+            prompt_id = _prompt_id(item)
+            if prompt_id is not None:
+                by_position.setdefault(prompt_id, position)
+        return cls(frozenset(filter(None, map(_prompt_id, running))), by_position)
+
+
+def _decoded(raw: bytes | msgspec.Raw, kind: Any) -> Any:
+    """``raw`` as ``kind``; None if it is JSON of another shape (malformed JSON raises ``DecodeError``)."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError:
+        return None
+
+
+def _raw_items(raw: msgspec.Raw | None) -> list[Any]:
+    """A queue list's items as ``[number, prompt_id]`` (the rest left unread), bounded; odd items as None."""
+    items = _decoded(raw, list[msgspec.Raw]) if raw is not None else None
+    return [_raw_item(item) for item in (items or [])[:MAX_QUEUE_ITEMS]]
+
+
+def _raw_item(raw: msgspec.Raw) -> list[Any] | None:
+    fields = _decoded(raw, list[msgspec.Raw])
+    return [msgspec.json.decode(field) for field in fields[:2]] if fields else None
 
 
 def _queue(payload: Any, key: str) -> list[Any]:

@@ -396,6 +396,38 @@ def test_pending_prompts_are_ordered_by_number_and_odd_numbers_go_last(adapter):
     assert adapter.apply_followup(numeric_id, {"queue_pending": [[5, 12345]]}, step=0).queue_position == 1
 
 
+@pytest.mark.parametrize(
+    "queue",
+    [
+        {"queue_running": [[9, PROMPT_ID, {"3": {"inputs": {}}}, {}, []]], "queue_pending": [[1, PROMPT_ID]]},
+        {
+            "queue_running": "x",
+            "queue_pending": [[True, "a"], [3, PROMPT_ID], ["1", "b"], [], [2.5, "c"], "j"],
+        },
+        {"queue_pending": [[5, 12345], [1, PROMPT_ID, {"deep": [[[{}]]]}]]},
+        {"queue_running": [[1]], "queue_pending": [[2, "other"]]},
+        {},
+        [],
+        None,
+    ],
+)
+def test_the_queue_read_from_its_bytes_says_what_its_json_says(adapter, queue):
+    """The shared reading's digest skips the graphs; what a poll makes of it is the same."""
+    run = adapter.parse_run({}, run_id=PROMPT_ID)
+    request = adapter.followup_request(run, step=0)
+    assert request.shared_seconds > 0
+    body = json.dumps(queue).encode() if queue is not None else b""
+    from_bytes = adapter.apply_followup(run, adapter.digest_shared(request, body), step=0)
+    assert from_bytes == adapter.apply_followup(run, queue, step=0)
+
+
+@pytest.mark.parametrize("body", [b"<html>busy</html>", b'{"queue_running": [[1, "a"', b"[" * 100_000])
+def test_a_queue_that_is_not_json_is_not_read_as_empty(adapter, body):
+    request = adapter.followup_request(adapter.parse_run({}, run_id=PROMPT_ID), step=0)
+    with pytest.raises((ValueError, RecursionError)):  # the hook makes these an InvalidResponseError
+        adapter.digest_shared(request, body)
+
+
 @pytest.mark.parametrize("queue", [{}, [], {"queue_running": [[1]], "queue_pending": [[2, "other"]]}])
 def test_a_prompt_in_no_queue_is_looked_up_once_more(adapter, queue):
     run = adapter.apply_followup(adapter.parse_run({}, run_id=PROMPT_ID), queue, step=0)
