@@ -326,6 +326,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         task.cancel()
     await asyncio.gather(*warm_tasks, return_exceptions=True)
     gc.collect()
+    census_before = _census() if args.census else None
     rss_before = rss_bytes()
 
     started = time.monotonic()
@@ -340,6 +341,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(0.2)
     all_waiting = meter.settled()
     rss_after = rss_bytes()
+    census = _census_per_wait(census_before, n) if census_before is not None else None
 
     profiler = cProfile.Profile() if args.profile else None
     gc_clock = GcClock()
@@ -384,7 +386,22 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "expected_rps": n / interval,
         "not_cancelled": len(pending),
         "by_platform": meter.by_platform(runs),
+        **({"objects_per_wait": census} if census is not None else {}),
     }
+
+
+def _census() -> Counter[str]:
+    """Objects the garbage collector tracks, by type (module-qualified name)."""
+    return Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+
+
+def _census_per_wait(before: Counter[str], n: int, top: int = 25) -> dict[str, float]:
+    """What the N waits hold, per wait: tracked objects by type once all are waiting, minus the baseline."""
+    gc.collect()
+    grown = _census() - before
+    figures = {"(all)": round(sum(grown.values()) / n, 2)}
+    figures.update((name, round(count / n, 2)) for name, count in grown.most_common(top))
+    return figures
 
 
 def parse_args() -> argparse.Namespace:
@@ -396,6 +413,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--profile", help="write a cProfile of the measurement window here")
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="report the objects the GC tracks per waiting run, by type (costs a pass over the heap)",
+    )
     parser.add_argument(
         "--standby",
         action="store_true",
