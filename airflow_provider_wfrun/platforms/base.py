@@ -459,7 +459,8 @@ class PlatformAdapter(ABC):
         What :meth:`apply_followup` needs of a successful answer to a request with ``shared_seconds``,
         read from its bytes once per reading and handed to every poll that shares it (ComfyUI: the queue's
         prompt ids and positions, not its graphs). It must not change afterwards. The default is the
-        answer's JSON. An answer with an error status is read as any other, by :meth:`raise_for_error`.
+        answer's JSON. An answer that is not JSON raises ``ValueError`` (or ``RecursionError``), which the
+        hook reports as such. An answer with an error status is read as any other, by :meth:`raise_for_error`.
         """
         return json.loads(body) if body else None
 

@@ -436,7 +436,10 @@ class QueueDigest:
         """
         if not body:
             return cls(frozenset(), {})
-        whole = msgspec.json.decode(body, type=msgspec.Raw)  # the whole answer must be JSON
+        try:
+            whole = msgspec.json.decode(body, type=msgspec.Raw)  # the whole answer must be JSON
+        except msgspec.DecodeError as exc:  # a ValueError from msgspec 0.20 on, not before
+            raise ValueError(f"not JSON: {exc}") from None
         top = _decoded(whole, dict[str, msgspec.Raw]) or {}
         return cls.listing(*(_raw_items(top.get(key)) for key in ("queue_running", "queue_pending")))
 
