@@ -279,8 +279,7 @@ class ComfyuiAdapter(PlatformAdapter):
                 events[message[0]] = self.validate(_Event, data, run_id=run_id, at=f"messages.{message[0]}")
         return events
 
-    def _from_queue(self, run: WorkflowRun, payload: Any) -> WorkflowRun:
-        queue = payload if isinstance(payload, QueueDigest) else QueueDigest.of(payload)
+    def _from_queue(self, run: WorkflowRun, queue: QueueDigest) -> WorkflowRun:
         if run.run_id in queue.running:
             return run.model_copy(update={"status": RunStatus.RUNNING, "platform_status": "running"})
         position = queue.pending.get(run.run_id)
@@ -423,16 +422,11 @@ class QueueDigest:
     pending: Mapping[str, int]
 
     @classmethod
-    def of(cls, payload: Any) -> QueueDigest:
-        """From the answer's JSON."""
-        return cls.listing(_queue(payload, "queue_running"), _queue(payload, "queue_pending"))
-
-    @classmethod
     def read(cls, body: bytes) -> QueueDigest:
         """
         From the answer's bytes, by msgspec: each queue item's number and prompt id are decoded, its graph
         and the rest are only checked to be JSON (``msgspec.Raw``). What is not JSON is an error; JSON of
-        another shape reads as an empty queue, as :meth:`of` reads it.
+        another shape reads as an empty queue.
         """
         if not body:
             return cls(frozenset(), {})
@@ -471,12 +465,6 @@ def _raw_items(raw: msgspec.Raw | None) -> list[Any]:
 def _raw_item(raw: msgspec.Raw) -> list[Any] | None:
     fields = _decoded(raw, list[msgspec.Raw])
     return [msgspec.json.decode(field) for field in fields[:2]] if fields else None
-
-
-def _queue(payload: Any, key: str) -> list[Any]:
-    """One list of ``GET /queue``, bounded; anything else reads as empty."""
-    items = payload.get(key) if isinstance(payload, dict) else None
-    return items[:MAX_QUEUE_ITEMS] if isinstance(items, list) else []
 
 
 def _prompt_id(item: Any) -> str | None:

@@ -33,6 +33,12 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
+def queue_answer(adapter: Any, payload: Any) -> Any:
+    """``GET /queue``'s answer as the hook hands it to the adapter: its digest, read from the bytes."""
+    request = adapter.followup_request(adapter.parse_run({}, run_id=PROMPT_ID), step=0)
+    return adapter.digest_shared(request, json.dumps(payload).encode() if payload is not None else b"")
+
+
 @pytest.fixture
 def adapter():
     return get_adapter("comfyui")
@@ -145,13 +151,12 @@ def test_an_empty_history_asks_the_queue_which_gives_the_position(adapter):
     assert (run.status, run.platform_status) == (RunStatus.UNKNOWN, NOT_IN_HISTORY)
     request = adapter.followup_request(run, step=0)
     assert (request.method, request.path) == ("GET", "/queue")
-    queued = adapter.apply_followup(run, fixture("queue.json"), step=0)
+    queued = adapter.apply_followup(run, queue_answer(adapter, fixture("queue.json")), step=0)
     # Pending prompts run in order of their number: 6, then 7 (this one), then 8.
     assert (queued.status, queued.queue_position) == (RunStatus.QUEUED, 2)
     assert adapter.followup_request(queued, step=1) is None
-    running = adapter.apply_followup(
-        run, {"queue_running": [[7, PROMPT_ID, {}, {}, []]], "queue_pending": []}, step=0
-    )
+    listed = {"queue_running": [[7, PROMPT_ID, {}, {}, []]], "queue_pending": []}
+    running = adapter.apply_followup(run, queue_answer(adapter, listed), step=0)
     assert running.status is RunStatus.RUNNING
     # Running lasts until the history lists the prompt: the queue is read again only after a while.
     assert adapter.lasting_followup(running) == RUNNING_RECHECK_SECONDS > 0
@@ -160,9 +165,8 @@ def test_an_empty_history_asks_the_queue_which_gives_the_position(adapter):
 
 
 def test_a_prompt_in_neither_queue_nor_history_is_read_once_more_then_not_found(adapter):
-    run = adapter.apply_followup(
-        adapter.parse_run({}, run_id=PROMPT_ID), {"queue_running": [], "queue_pending": []}, step=0
-    )
+    empty = queue_answer(adapter, {"queue_running": [], "queue_pending": []})
+    run = adapter.apply_followup(adapter.parse_run({}, run_id=PROMPT_ID), empty, step=0)
     assert run.platform_status == NOT_QUEUED
     assert adapter.followup_request(run, step=1).path == f"/history/{PROMPT_ID}"
     # It finished between the two reads: the second history read has it.
@@ -376,7 +380,7 @@ def test_a_history_without_the_prompt_is_not_in_history(adapter, payload):
 def test_a_running_prompt_is_running_whatever_its_place(adapter):
     run = adapter.parse_run({}, run_id=PROMPT_ID)
     queue = {"queue_running": [[9, PROMPT_ID, {}, {}, []]], "queue_pending": [[1, PROMPT_ID]]}
-    running = adapter.apply_followup(run, queue, step=0)
+    running = adapter.apply_followup(run, queue_answer(adapter, queue), step=0)
     assert (running.status, running.platform_status, running.queue_position) == (
         RunStatus.RUNNING,
         "running",
@@ -387,38 +391,53 @@ def test_a_running_prompt_is_running_whatever_its_place(adapter):
 def test_pending_prompts_are_ordered_by_number_and_odd_numbers_go_last(adapter):
     run = adapter.parse_run({}, run_id=PROMPT_ID)
     pending = [[True, "a"], [3, PROMPT_ID], ["1", "b"], [], [2.5, "c"], "junk", [0]]
-    queued = adapter.apply_followup(run, {"queue_running": "x", "queue_pending": pending}, step=0)
+    queued = adapter.apply_followup(
+        run, queue_answer(adapter, {"queue_running": "x", "queue_pending": pending}), step=0
+    )
     # [0] (no prompt id, number 0) and c (2.5) come first; a boolean or text number is no number.
     assert (queued.status, queued.platform_status, queued.queue_position) == (RunStatus.QUEUED, "pending", 3)
-    by_number = adapter.apply_followup(run, {"queue_pending": [[12345, 7], [1, 12345]]}, step=0)
+    by_number = adapter.apply_followup(
+        run, queue_answer(adapter, {"queue_pending": [[12345, 7], [1, 12345]]}), step=0
+    )
     assert by_number.queue_position is None
     numeric_id = adapter.parse_run({}, run_id="12345")
-    assert adapter.apply_followup(numeric_id, {"queue_pending": [[5, 12345]]}, step=0).queue_position == 1
+    numeric_queue = queue_answer(adapter, {"queue_pending": [[5, 12345]]})
+    assert adapter.apply_followup(numeric_id, numeric_queue, step=0).queue_position == 1
 
 
 @pytest.mark.parametrize(
-    "queue",
+    ("queue", "expected"),
     [
-        {"queue_running": [[9, PROMPT_ID, {"3": {"inputs": {}}}, {}, []]], "queue_pending": [[1, PROMPT_ID]]},
-        {
-            "queue_running": "x",
-            "queue_pending": [[True, "a"], [3, PROMPT_ID], ["1", "b"], [], [2.5, "c"], "j"],
-        },
-        {"queue_pending": [[5, 12345], [1, PROMPT_ID, {"deep": [[[{}]]]}]]},
-        {"queue_running": [[1]], "queue_pending": [[2, "other"]]},
-        {},
-        [],
-        None,
+        (
+            {
+                "queue_running": [[9, PROMPT_ID, {"3": {"inputs": {}}}, {}, []]],
+                "queue_pending": [[1, PROMPT_ID]],
+            },
+            (RunStatus.RUNNING, "running", None),
+        ),
+        (
+            {
+                "queue_running": "x",
+                "queue_pending": [[True, "a"], [3, PROMPT_ID], ["1", "b"], [], [2.5, "c"], "j"],
+            },
+            (RunStatus.QUEUED, "pending", 2),
+        ),
+        (
+            {"queue_pending": [[5, 12345], [1, PROMPT_ID, {"deep": [[[{}]]]}]]},
+            (RunStatus.QUEUED, "pending", 1),
+        ),
+        ({"queue_running": [[1]], "queue_pending": [[2, "other"]]}, (RunStatus.UNKNOWN, NOT_QUEUED, None)),
+        ({}, (RunStatus.UNKNOWN, NOT_QUEUED, None)),
+        ([], (RunStatus.UNKNOWN, NOT_QUEUED, None)),
+        (None, (RunStatus.UNKNOWN, NOT_QUEUED, None)),
     ],
 )
-def test_the_queue_read_from_its_bytes_says_what_its_json_says(adapter, queue):
-    """The shared reading's digest skips the graphs; what a poll makes of it is the same."""
+def test_the_queue_is_read_from_its_bytes_graphs_and_odd_items_skipped(adapter, queue, expected):
+    """The shared reading's digest: prompt ids and positions, whatever the graphs and odd items hold."""
     run = adapter.parse_run({}, run_id=PROMPT_ID)
-    request = adapter.followup_request(run, step=0)
-    assert request.shared_seconds > 0
-    body = json.dumps(queue).encode() if queue is not None else b""
-    from_bytes = adapter.apply_followup(run, adapter.digest_shared(request, body), step=0)
-    assert from_bytes == adapter.apply_followup(run, queue, step=0)
+    assert adapter.followup_request(run, step=0).shared_seconds > 0
+    read = adapter.apply_followup(run, queue_answer(adapter, queue), step=0)
+    assert (read.status, read.platform_status, read.queue_position) == expected
 
 
 @pytest.mark.parametrize("body", [b"<html>busy</html>", b'{"queue_running": [[1, "a"', b"[" * 100_000])
@@ -430,7 +449,9 @@ def test_a_queue_that_is_not_json_is_not_read_as_empty(adapter, body):
 
 @pytest.mark.parametrize("queue", [{}, [], {"queue_running": [[1]], "queue_pending": [[2, "other"]]}])
 def test_a_prompt_in_no_queue_is_looked_up_once_more(adapter, queue):
-    run = adapter.apply_followup(adapter.parse_run({}, run_id=PROMPT_ID), queue, step=0)
+    run = adapter.apply_followup(
+        adapter.parse_run({}, run_id=PROMPT_ID), queue_answer(adapter, queue), step=0
+    )
     assert (run.status, run.platform_status, run.queue_position) == (RunStatus.UNKNOWN, NOT_QUEUED, None)
     again = adapter.followup_request(run, step=1)
     assert (again.method, again.path) == ("GET", f"/history/{PROMPT_ID}")
