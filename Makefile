@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # a real scheduler, triggerer, dag processor and API server, killed and restarted, and a soak of many runs.
 # `make test-live` runs that tier alone, with a soak of SOAK_RUNS runs (200: about 7 minutes on 2 cores).
 # `make test-all` runs `make test`, then the live tier and the distributed tier with soaks of 1,000 each.
-# CI (.ci/run) runs the live tier with a soak of 100 and the distributed tier with its one soak of 1,000.
+# CI (.ci/run) runs the live tier with its one soak of 1,000 and the distributed tier with a soak of 200.
 SOAK_RUNS ?= 200
 # The fast tiers spend most of their time waiting on emulated runs (one process uses about a third of a core),
 # so they run in TEST_WORKERS processes (pytest-xdist; each has its own emulator and Airflow home). 1: serially.

@@ -272,14 +272,15 @@ def soak(
     )
     retried = sorted(ti["map_index"] for ti in tis if ti["try_number"] != 1)
     # Airflow's audit log names task instances its scheduler failed itself ("killed externally").
-    scheduler_failed = sorted(
-        row[0]
-        for row in airflow.query(
-            "SELECT map_index FROM log WHERE dag_id = ? AND run_id = ? AND event = 'state mismatch'",
-            dag_id,
-            run_id,
-        )
+    mismatches = airflow.query(
+        "SELECT map_index, extra FROM log WHERE dag_id = ? AND run_id = ? AND event = 'state mismatch'",
+        dag_id,
+        run_id,
     )
+    scheduler_failed = sorted(row[0] for row in mismatches)
+    # The executor said "finished" while the task instance was still queued: the task runner never moved it
+    # to running, so no code of the provider ran for that try.
+    failed_while_queued = {row[0] for row in mismatches if "state attribute is queued" in str(row[1])}
     triggerers = Counter(
         (ti.get("trigger") or {}).get("triggerer_id") for ti in tis if ti.get("trigger") is not None
     )
@@ -323,17 +324,33 @@ def soak(
             f"event (apache/airflow#67287): map indexes {airflow_race}",
             stacklevel=1,
         )
-    assert not {number: wrong[number] for number in wrong if number not in airflow_race}, (
+    # On a saturated machine a Celery task can end before its task runner starts (the API server too slow
+    # to answer); the scheduler then fails the still-queued task instance. Nothing was submitted, and a DAG
+    # with retries would run it again: Airflow's loss, not the provider's. Counted, reported and bounded too.
+    never_started = sorted(
+        number
+        for number in lost
+        if number in failed_while_queued and number in wrong and number not in retried
+    )
+    if never_started:
+        warnings.warn(
+            f"Airflow's scheduler failed {len(never_started)} task instances still queued, before any code "
+            f"of the provider ran (the executor reported them finished): map indexes {never_started}",
+            stacklevel=1,
+        )
+    airflow_side = set(airflow_race) | set(never_started)
+    assert not {number: wrong[number] for number in wrong if number not in airflow_side}, (
         f"{dict(list(wrong.items())[:20])}; failed by the scheduler's state-mismatch check: "
         f"{scheduler_failed[:20]}"
     )
-    assert len(airflow_race) <= max(2, count // 200), f"too many for a rare race: {airflow_race}"
-    assert not lost, lost[:20]
+    assert len(airflow_side) <= max(2, count // 200), f"too many for Airflow's rare failures: {airflow_side}"
+    assert not [number for number in lost if number not in never_started], lost[:20]
     assert not twice, twice[:20]
-    assert not unmatched, unmatched[:20]
+    assert not [number for number in unmatched if number not in never_started], unmatched[:20]
     assert not retried, retried[:20]
-    assert sum(stats["submissions"].values()) == count
-    assert stats["submissions"] == dict(Counter(plan.platform(number) for number in range(count)))
+    submitted = [number for number in range(count) if number not in never_started]
+    assert sum(stats["submissions"].values()) == len(submitted)
+    assert stats["submissions"] == dict(Counter(plan.platform(number) for number in submitted))
     assert sum(stats["faults"].values()) > 0
     assert state == ("failed" if expected_outcomes and set(expected.values()) != {"success"} else "success")
     return SoakResult(count, elapsed, lost, twice, wrong)

@@ -20,6 +20,9 @@ Limits of Airflow itself that these tests work within, not around:
 * Airflow 3.3.2's scheduler can fail a resumed task when the executor's late "success" for the deferring
   attempt arrives after the task was queued again (apache/airflow#67287). The soak counts and bounds
   these, and only where the provider did its part.
+* On a saturated machine an executor can report a task finished before its task runner started; the
+  scheduler fails the still-queued task instance, and nothing was submitted. The soak counts these with
+  the race above, under the same bound.
 
 """
 
