@@ -165,7 +165,7 @@ class CozeAdapter(PlatformAdapter):
             workflow_id=workflow_id,
             status=status,
             platform_status=history.execute_status,
-            outputs=self._outputs(history.output, run_id) if status.is_terminal else {},
+            outputs=_outputs(history.output) if status.is_terminal else {},
             cost=RunCost(tokens=usage.token_count),
             error=_run_error(status, history),
             created_at=history.create_time,
@@ -175,16 +175,6 @@ class CozeAdapter(PlatformAdapter):
             run_url=history.debug_url,
             raw=payload,
         )
-
-    def _outputs(self, output: Any, run_id: str) -> dict[str, Any]:
-        """``output`` decoded, and its ``Output`` too; text that is not JSON stays the text it is."""
-        outer = _decoded(output)
-        if not isinstance(outer, dict):
-            return {} if outer in (None, "") else {OUTPUT_VALUE_KEY: outer}
-        inner = _decoded(outer.get("Output"))
-        if isinstance(inner, dict):
-            return {**{k: v for k, v in outer.items() if k != "Output"}, **inner}
-        return {**outer, "Output": inner} if "Output" in outer else outer
 
     def with_run_url(self, run: WorkflowRun, *, base_url: str) -> WorkflowRun:
         """Coze's ``debug_url`` (the run's page) when the answer gave one; else the usual link."""
@@ -221,3 +211,14 @@ def _run_error(status: RunStatus, history: _History) -> RunError | None:
     return RunError(
         reason=history.error_message or "Coze reported the run failed without a message", code=code
     )
+
+
+def _outputs(output: Any) -> dict[str, Any]:
+    """``output`` decoded, and its ``Output`` too; text that is not JSON stays the text it is."""
+    outer = _decoded(output)
+    if not isinstance(outer, dict):
+        return {} if outer in (None, "") else {OUTPUT_VALUE_KEY: outer}
+    inner = _decoded(outer.get("Output"))
+    if isinstance(inner, dict):
+        return {**{k: v for k, v in outer.items() if k != "Output"}, **inner}
+    return {**outer, "Output": inner} if "Output" in outer else outer
